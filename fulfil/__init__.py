@@ -1,0 +1,1 @@
+"""fulfil: real-time order fulfilment on streams."""

@@ -1,0 +1,1 @@
+"""fulfil: state package."""
