@@ -1,5 +1,198 @@
-"""The `fulfil` command line (placeholder until the CLI lands)."""
+"""The `fulfil` command line.
+
+    fulfil run      --kafka HOST:PORT --redis redis://... [--workers N] [-i/-a cluster] [--config F]
+    fulfil topics   create the registry's topics on a broker
+    fulfil simulate publish a simulated workload to a broker
+    fulfil demo     everything embedded: broker, Redis, engine, simulator, live view
+    fulfil network  build the default network from the Olist data
+
+Every `run` setting can also come from `FULFIL_*` environment variables or a JSON config file;
+flags win. Kafka security settings pass through as `--kafka-prop security.protocol=SASL_SSL` (or
+`FULFIL_KAFKA__SASL_USERNAME=...` etc.). Secrets are never printed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from datetime import timedelta
+from pathlib import Path
+
+import orjson
+
+from fulfil.config import Config, ConfigError, load_config
 
 
-def main() -> None:
-    raise SystemExit("fulfil: CLI not built yet")
+def _kafka_props(pairs: list[str] | None) -> dict[str, str] | None:
+    if not pairs:
+        return None
+    props = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise ConfigError(f"--kafka-prop expects key=value; got {pair!r}")
+        props[key.strip()] = value
+    return props
+
+
+def _add_connection_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--config", help="JSON config file (also FULFIL_CONFIG)")
+    p.add_argument("--kafka", dest="kafka_bootstrap", help="bootstrap servers (FULFIL_KAFKA)")
+    p.add_argument("--kafka-prop", action="append", metavar="KEY=VALUE",
+                   help="librdkafka property for every client, e.g. sasl.mechanism=SCRAM-SHA-512")
+    p.add_argument("--redis", dest="redis_url", help="redis://, rediss:// or redis+cluster:// URL")
+    p.add_argument("--topic-prefix", help="topic name prefix (default 'fulfil.')")
+
+
+def _config(args: argparse.Namespace, **extra: object) -> Config:
+    flags = {
+        "kafka_bootstrap": getattr(args, "kafka_bootstrap", None),
+        "kafka": _kafka_props(getattr(args, "kafka_prop", None)),
+        "redis_url": getattr(args, "redis_url", None),
+        "topic_prefix": getattr(args, "topic_prefix", None),
+        **extra,
+    }
+    return load_config(getattr(args, "config", None), **flags)
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from bytewax.recovery import RecoveryConfig
+    from bytewax.run import cli_main
+
+    from dataflows.routing import build_flow
+    from fulfil import metrics
+
+    cfg = _config(
+        args, workers=args.workers, network_path=args.network, start_from=args.start_from,
+        recovery_dir=args.recovery_dir, metrics_port=args.metrics_port,
+        snapshot_interval_s=args.snapshot_interval, batch_size=args.batch_size,
+    )
+    print(f"fulfil run: {orjson.dumps(cfg.redacted()).decode()}", file=sys.stderr)
+    if cfg.metrics_port:
+        metrics.serve(cfg.metrics_port + (args.process_id or 0))
+    recovery = None
+    epoch = timedelta(seconds=cfg.epoch_interval_s)
+    if cfg.recovery_dir:
+        recovery = RecoveryConfig(Path(cfg.recovery_dir), timedelta(seconds=args.backup_interval))
+        epoch = timedelta(seconds=cfg.snapshot_interval_s)
+    addresses = args.addresses.split(";") if args.addresses else None
+    cli_main(
+        build_flow(cfg), workers_per_process=cfg.workers, process_id=args.process_id,
+        addresses=addresses, epoch_interval=epoch, recovery_config=recovery,
+    )
+    return 0
+
+
+def cmd_topics(args: argparse.Namespace) -> int:
+    from dataflows.connectors import ensure_topics
+    from schemas.topics import TOPICS
+
+    cfg = _config(args)
+    specs = {cfg.topic(t.name): (args.partitions or t.partitions) for t in TOPICS.values()}
+    compacted = [cfg.topic(t.name) for t in TOPICS.values() if t.compacted]
+    created = ensure_topics(cfg.kafka_common(), specs, compacted=compacted)
+    for name, n in specs.items():
+        print(f"{name:40s} {n:3d} partitions  {'created' if name in created else 'exists'}")
+    return 0
+
+
+def cmd_simulate(args: argparse.Namespace) -> int:
+    from fulfil.sim.publisher import publish
+    from fulfil.sim.scenario import Scenario
+
+    cfg = _config(args)
+    scenario = Scenario.demo()
+    if args.scenario:
+        scenario = Scenario.from_dict(orjson.loads(Path(args.scenario).read_bytes()))
+    overrides = {k: v for k, v in (("rate", args.rate), ("duration_s", args.duration)) if v}
+    if overrides:
+        scenario = scenario.with_changes(**overrides) if hasattr(scenario, "with_changes") else (
+            Scenario.from_dict({**scenario.to_dict(), **overrides})
+        )
+    stats = publish(cfg.kafka_bootstrap, scenario, prefix=cfg.topic_prefix,
+                    producer_config=dict(cfg.kafka))
+    print(stats)
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from fulfil.demo import run_demo
+
+    return run_demo(duration_s=args.duration, rate=args.rate, workers=args.workers)
+
+
+def cmd_network(args: argparse.Namespace) -> int:
+    from fulfil import netbuild
+
+    return netbuild.main(args.rest)
+
+
+def cmd_recovery_init(args: argparse.Namespace) -> int:
+    from bytewax.recovery import init_db_dir
+
+    Path(args.dir).mkdir(parents=True, exist_ok=True)
+    init_db_dir(Path(args.dir), args.partitions)
+    print(f"initialised {args.partitions} recovery partitions in {args.dir}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="fulfil", description=__doc__.split("\n\n")[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    run = sub.add_parser("run", help="run the routing dataflow against your Kafka and Redis")
+    _add_connection_args(run)
+    run.add_argument("--workers", type=int, help="worker threads per process (GIL-bound: "
+                     "prefer processes, see -i/-a)")
+    run.add_argument("-i", "--process-id", type=int, help="this process's id in a cluster")
+    run.add_argument("-a", "--addresses", help="'host:port;host:port' of every process")
+    run.add_argument("--network", help="network JSON file (default: the shipped Olist network)")
+    run.add_argument("--start-from", choices=["earliest", "latest"])
+    run.add_argument("--batch-size", type=int)
+    run.add_argument("--recovery-dir", help="bytewax recovery partitions (fulfil recovery init)")
+    run.add_argument("--snapshot-interval", type=float, help="seconds between snapshots")
+    run.add_argument("--backup-interval", type=float, default=0.0)
+    run.add_argument("--metrics-port", type=int, help="Prometheus /metrics port (+ process id)")
+    run.set_defaults(func=cmd_run)
+
+    topics = sub.add_parser("topics", help="create the registry's topics")
+    _add_connection_args(topics)
+    topics.add_argument("--partitions", type=int, help="override every topic's partition count")
+    topics.set_defaults(func=cmd_topics)
+
+    sim = sub.add_parser("simulate", help="publish a simulated workload")
+    _add_connection_args(sim)
+    sim.add_argument("--scenario", help="scenario JSON (default: the demo scenario)")
+    sim.add_argument("--rate", type=float, help="orders per second")
+    sim.add_argument("--duration", type=float, help="seconds")
+    sim.set_defaults(func=cmd_simulate)
+
+    demo = sub.add_parser("demo", help="run everything embedded with a live view")
+    demo.add_argument("--duration", type=float, default=60.0)
+    demo.add_argument("--rate", type=float, default=2000.0)
+    demo.add_argument("--workers", type=int, default=1, help="engine processes")
+    demo.set_defaults(func=cmd_demo)
+
+    net = sub.add_parser("network", help="build the network file from Olist data")
+    net.add_argument("rest", nargs=argparse.REMAINDER)
+    net.set_defaults(func=cmd_network)
+
+    rec = sub.add_parser("recovery-init", help="create bytewax recovery partitions")
+    rec.add_argument("dir")
+    rec.add_argument("partitions", type=int)
+    rec.set_defaults(func=cmd_recovery_init)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = build_parser().parse_args(argv)
+    try:
+        code = args.func(args)
+    except ConfigError as exc:
+        print(f"fulfil: {exc}", file=sys.stderr)
+        code = 2
+    raise SystemExit(code)
+
+
+if __name__ == "__main__":
+    main()

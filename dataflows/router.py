@@ -1,0 +1,304 @@
+"""The routing step: a batch of order events in, decisions and dead letters out.
+
+This is where pure planning (`operators.planner`) meets durable state (`state.*`). Per batch:
+
+1. decode + validate every event; failures become dead letters;
+2. split into *waves* in which each order appears once (events of one order stay in order);
+3. per wave: read the orders' records (one round trip), release what re-routes and cancels free,
+   read availability for the wave's skus (one round trip), plan all new routings in one kernel
+   call, write the planned records *before* reserving (so a crash can never leave a reservation
+   nobody knows about), reserve (one Lua call per node), and re-plan the orders that lost a race
+   against fresh availability (a few rounds at most);
+4. emit one decision per event (re-emitting the recorded decision for replays, byte for byte).
+
+Idempotency rests on two things: reservations are idempotent by order id per node, and the order
+book holds the plan before it is reserved. See docs/DESIGN.md and state/orderbook.py.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from dataflows.connectors import OutMessage, RawMessage
+from fulfil import metrics
+from fulfil.config import Config
+from operators.candidates import LaneArrays
+from operators.deadletters import dead_letter
+from operators.decisions import cancelled_decision, routed_decision, unroutable_decision
+from operators.lanes import health_arrays
+from operators.network import Network
+from operators.orders import (
+    OrderData,
+    OrderRecord,
+    group_lines,
+    order_from_created,
+    with_destination,
+)
+from operators.planner import Plan, Planner, Unroutable
+from schemas.errors import ValidationError
+from schemas.validation import decode_and_validate
+from state.lanes import LaneBoard
+from state.ledger import Ledger, ReserveRequest
+from state.orderbook import OrderBook
+
+MAX_RACE_ROUNDS = 3
+Out = tuple[str, OutMessage]
+
+
+def now_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+def utc_day(ms: int) -> str:
+    return datetime.fromtimestamp(ms / 1000, UTC).strftime("%Y%m%d")
+
+
+def waves(items: Sequence[tuple[RawMessage, dict]]) -> Iterator[list[tuple[RawMessage, dict]]]:
+    """Consecutive runs in which no order id repeats, so a wave can be handled in bulk."""
+    wave: list[tuple[RawMessage, dict]] = []
+    seen: set[str] = set()
+    for item in items:
+        oid = item[1]["order_id"]
+        if oid in seen:
+            yield wave
+            wave, seen = [], set()
+        wave.append(item)
+        seen.add(oid)
+    if wave:
+        yield wave
+
+
+@dataclass
+class _Pending:
+    """An event whose order needs (re)planning in this wave."""
+
+    raw: RawMessage
+    event: dict
+    order: OrderData
+    version: int
+    reasons: list[str] = field(default_factory=list)
+
+
+class Router:
+    """Routes batches of order events; one instance per bytewax worker thread."""
+
+    def __init__(self, config: Config, network: Network, client: Any) -> None:
+        self.config = config
+        self.network = network
+        self.ledger = Ledger(client, prefix=config.redis_prefix)
+        self.book = OrderBook(client, config.redis_prefix, config.decision_ttl_days * 86400)
+        self.lanes = LaneBoard(client, config.redis_prefix, config.lane_refresh_ms)
+        self.planner = Planner(network, config)
+        self.node_ids = [n.id for n in network.nodes]
+        self.decisions_topic = config.topic("decisions")
+        self.dlq_topic = config.topic("dead-letters")
+        self._lane_version = -1
+        self._lane_minute = -1
+        self._lane_arrays: LaneArrays | None = None
+
+    # -- outputs -------------------------------------------------------------------------------
+
+    def _decision(self, order_id: str, payload: bytes) -> Out:
+        return order_id, OutMessage(self.decisions_topic, -1, order_id.encode(), payload)
+
+    def _dead(self, raw: RawMessage, step: str, code: str, message: str, now: int,
+              field_: str = "", rule: str = "") -> Out:
+        metrics.DEAD_LETTERS.labels(topic=raw.topic, code=code).inc()
+        value = dead_letter(
+            topic=raw.topic, partition=raw.partition, offset=raw.offset, key=raw.key,
+            payload=raw.value, step=step, code=code, message=message, at_ms=now,
+            field=field_, rule=rule,
+        )
+        key = raw.topic
+        return key, OutMessage(self.dlq_topic, -1, key.encode(), value)
+
+    # -- entry point ---------------------------------------------------------------------------
+
+    def route(self, batch: list[RawMessage]) -> list[Out]:
+        now = now_ms()
+        out: list[Out] = []
+        parsed: list[tuple[RawMessage, dict]] = []
+        for raw in batch:
+            try:
+                event = decode_and_validate("order_event", raw.value or b"")
+            except ValidationError as exc:
+                out.append(self._dead(raw, "validate-orders", exc.code, exc.message, now,
+                                      exc.field, exc.rule))
+                continue
+            parsed.append((raw, event))
+        metrics.EVENTS_IN.labels(topic="orders").inc(len(batch))
+        for wave in waves(parsed):
+            out.extend(self._route_wave(wave, now))
+        return out
+
+    # -- one wave ------------------------------------------------------------------------------
+
+    def _route_wave(self, wave: list[tuple[RawMessage, dict]], now: int) -> list[Out]:
+        out: list[Out] = []
+        day = utc_day(now)
+        raw_records = self.book.get_many([ev["order_id"] for _, ev in wave])
+        pending: list[_Pending] = []
+        replays: list[tuple[RawMessage, dict, OrderRecord]] = []
+        releases: dict[str, list[str]] = {}
+        cancels: list[tuple[RawMessage, dict, OrderRecord]] = []
+        for raw, ev in wave:
+            oid = ev["order_id"]
+            rec = OrderRecord.loads(raw_records[oid]) if oid in raw_records else None
+            kind = ev["type"]
+            if rec is not None and (rec.event_id == ev["event_id"] or kind == "order.created"):
+                replays.append((raw, ev, rec))
+            elif kind == "order.created":
+                pending.append(_Pending(raw, ev, order_from_created(ev), 1))
+            elif rec is None or rec.status == "cancelled":
+                why = "no such order" if rec is None else "order is already cancelled"
+                out.append(self._dead(raw, "route-orders", "unknown-order",
+                                      f"{kind} for {oid!r}: {why}", now, "order_id"))
+            else:
+                for node in rec.reservations:
+                    releases.setdefault(node, []).append(oid)
+                if kind == "order.cancelled":
+                    cancels.append((raw, ev, rec))
+                else:
+                    order = with_destination(rec.order, ev["destination"])
+                    pending.append(_Pending(raw, ev, order, rec.version + 1, ["address-changed"]))
+        pending.extend(self._replay(replays, day, out))
+        if releases:
+            self.ledger.release(releases, day)
+        out.extend(self._cancel(cancels, now))
+        if pending:
+            out.extend(self._plan_and_reserve(pending, now, day))
+        return out
+
+    def _replay(self, replays: list[tuple[RawMessage, dict, OrderRecord]], day: str,
+                out: list[Out]) -> list[_Pending]:
+        """Re-apply recorded plans (idempotent) and re-emit their decisions unchanged."""
+        if not replays:
+            return []
+        requests = [
+            ReserveRequest(rec.order.order_id, node, tuple((s, int(q)) for s, q in lines))
+            for _, _, rec in replays if rec.status == "routed"
+            for node, lines in rec.reservations.items()
+        ]
+        results = self.ledger.reserve(requests, day) if requests else []
+        short = {r.order_id for r in results if r.status == "short"}
+        if short:
+            self._compensate(results, short, day)
+        again: list[_Pending] = []
+        for raw, ev, rec in replays:
+            oid = rec.order.order_id
+            if oid in short and rec.event_id == ev["event_id"]:
+                # Recorded but never reserved (crash in between) and the stock is gone: route anew.
+                again.append(_Pending(raw, ev, rec.order, rec.version, ["replayed"]))
+            else:
+                metrics.REPLAYS.inc()
+                out.append(self._decision(oid, rec.decision))
+        return again
+
+    def _cancel(self, cancels: list[tuple[RawMessage, dict, OrderRecord]], now: int) -> list[Out]:
+        out: list[Out] = []
+        records: dict[str, bytes] = {}
+        for raw, ev, rec in cancels:
+            version = rec.version + 1
+            payload = cancelled_decision(rec.order, version, ev, raw.received_ms, now,
+                                         self.network.version)
+            records[rec.order.order_id] = OrderRecord(
+                ev["event_id"], version, "cancelled", payload, rec.order, {}
+            ).dumps()
+            metrics.DECISIONS.labels(status="cancelled").inc()
+            out.append(self._decision(rec.order.order_id, payload))
+        self.book.put_many(records)
+        return out
+
+    def _lane_health(self, now: int) -> LaneArrays:
+        records = self.lanes.current()
+        minute = now // 60_000  # validity windows expire with time, not only with new records
+        if self._lane_arrays is None or self.lanes.version != self._lane_version or (
+            minute != self._lane_minute
+        ):
+            self._lane_arrays = LaneArrays(*health_arrays(
+                records, self.network.region_index, self.network.service_index, now
+            ))
+            self._lane_version, self._lane_minute = self.lanes.version, minute
+        return self._lane_arrays
+
+    def _plan_and_reserve(self, pending: list[_Pending], now: int, day: str) -> list[Out]:
+        out: list[Out] = []
+        lanes = self._lane_health(now)
+        for round_no in range(MAX_RACE_ROUNDS):
+            prep = self.planner.prepare([p.order for p in pending])
+            atp, load = self.ledger.availability(self.node_ids, prep.skus, day)
+            plans = self.planner.plan(prep, atp, load, lanes, now)
+            decided: dict[str, tuple[_Pending, Plan | Unroutable, bytes]] = {}
+            records: dict[str, bytes] = {}
+            requests: list[ReserveRequest] = []
+            for p, plan in zip(pending, plans, strict=True):
+                payload, rec = self._record(p, plan, now)
+                decided[p.order.order_id] = (p, plan, payload)
+                records[p.order.order_id] = rec.dumps()
+                requests.extend(
+                    ReserveRequest(p.order.order_id, node, tuple((s, int(q)) for s, q in lines))
+                    for node, lines in rec.reservations.items()
+                )
+            self.book.put_many(records)  # before reserving: see module docstring
+            results = self.ledger.reserve(requests, day) if requests else []
+            lost = {r.order_id for r in results if r.status == "short"}
+            if lost:
+                self._compensate(results, lost, day)
+            retry: list[_Pending] = []
+            for oid, (p, plan, payload) in decided.items():
+                if oid in lost and round_no + 1 < MAX_RACE_ROUNDS:
+                    metrics.RACES_LOST.inc()
+                    retry.append(p)
+                    continue
+                if oid in lost:
+                    plan = Unroutable("lost-races")
+                    payload, rec = self._record(p, plan, now)
+                    self.book.put_many({oid: rec.dumps()})
+                out.extend(self._emit(p, plan, payload, now))
+            if not retry:
+                break
+            pending = retry
+        return out
+
+    def _record(self, p: _Pending, plan: Plan | Unroutable, now: int) -> tuple[bytes, OrderRecord]:
+        ev = p.event
+        if isinstance(plan, Unroutable):
+            payload = unroutable_decision(p.order, p.version, ev, plan.reason, p.raw.received_ms,
+                                          now, self.network.version)
+            record = OrderRecord(ev["event_id"], p.version, "unroutable", payload, p.order, {})
+            return payload, record
+        payload = routed_decision(p.order, p.version, ev, plan, self.network, p.reasons,
+                                  p.raw.received_ms, now)
+        reservations: dict[str, list[list[Any]]] = {}
+        for shipment in plan.shipments:
+            node = self.node_ids[shipment.node]
+            lines = [(p.order.lines[i].sku, p.order.lines[i].qty) for i in shipment.lines]
+            reservations[node] = [list(x) for x in group_lines(lines)]
+        return payload, OrderRecord(ev["event_id"], p.version, "routed", payload, p.order,
+                                    reservations)
+
+    def _emit(self, p: _Pending, plan: Plan | Unroutable, payload: bytes, now: int) -> list[Out]:
+        oid = p.order.order_id
+        out = [self._decision(oid, payload)]
+        if isinstance(plan, Unroutable):
+            metrics.DECISIONS.labels(status="unroutable").inc()
+            out.append(self._dead(p.raw, "route-orders", "unroutable",
+                                  f"order {oid!r} cannot be routed: {plan.reason}", now))
+        else:
+            metrics.DECISIONS.labels(status="routed").inc()
+        metrics.EVENT_TO_DECISION.observe(max(0, now - int(p.event["occurred_at"])) / 1000.0)
+        return out
+
+    def _compensate(self, results: list[Any], orders: set[str], day: str) -> None:
+        """Release what a partly reserved (split) order did get, so nothing is left half-held."""
+        held: dict[str, list[str]] = {}
+        for r in results:
+            if r.order_id in orders and r.status in ("reserved", "already"):
+                held.setdefault(r.node_id, []).append(r.order_id)
+        if held:
+            self.ledger.release(held, day)
+

@@ -1,0 +1,209 @@
+"""The routing dataflow.
+
+```
+ fulfil.orders ──► route-orders ─────────────────────────────┐ (decisions, dead letters)
+                    │  validate ─► plan (numba) ─► reserve (Redis ledger)
+ fulfil.inventory ─► apply-inventory ─► ledger ──────────────┤ (dead letters)
+ fulfil.carrier-status ─► parse-carrier ─┬─► lane-health (keyed state) ─► lane board (Redis)
+                                         └─► tracking ─► ledger (picked up: consume stock)
+                                                             ▼
+                                             kafka-out ─► fulfil.decisions, fulfil.dead-letters
+```
+
+Run it with `fulfil run ...` or `python -m bytewax.run dataflows.routing:flow` (configuration
+from `FULFIL_*` environment variables or `FULFIL_CONFIG=file.json`).
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from functools import lru_cache
+from typing import Any
+
+import bytewax.operators as op
+from bytewax.dataflow import Dataflow
+from bytewax.outputs import DynamicSink, StatelessSinkPartition
+
+from dataflows.connectors import KafkaSink, KafkaSource, OutMessage, RawMessage
+from dataflows.router import Out, Router, now_ms
+from fulfil import metrics
+from fulfil.config import Config, load_config
+from operators.deadletters import dead_letter
+from operators.lanes import LaneHealth, lane_key, update_lane
+from operators.network import Network, load_default
+from schemas.errors import ValidationError
+from schemas.validation import decode_and_validate
+from state.lanes import LaneBoard
+from state.ledger import InventoryUpdate, Ledger
+from state.redis_client import connect
+
+SINK_PARTS = 16
+
+
+@lru_cache(maxsize=8)
+def _client(url: str) -> Any:
+    """One Redis client (connection pool) per process and URL, shared by worker threads."""
+    return connect(url)
+
+
+def _network(config: Config) -> Network:
+    return Network.load(config.network_path) if config.network_path else load_default()
+
+
+class _PerWorker:
+    """Builds a heavy helper lazily, once per worker thread (bytewax shares the callable)."""
+
+    def __init__(self, factory: Callable[[], Any]) -> None:
+        self._factory = factory
+        self._local = threading.local()
+
+    def get(self) -> Any:
+        obj = getattr(self._local, "obj", None)
+        if obj is None:
+            obj = self._local.obj = self._factory()
+        return obj
+
+
+def _dead(config: Config, raw: RawMessage, step: str, exc: ValidationError, now: int) -> Out:
+    metrics.DEAD_LETTERS.labels(topic=raw.topic, code=exc.code).inc()
+    value = dead_letter(
+        topic=raw.topic, partition=raw.partition, offset=raw.offset, key=raw.key,
+        payload=raw.value, step=step, code=exc.code, message=exc.message, at_ms=now,
+        field=exc.field, rule=exc.rule,
+    )
+    return raw.topic, OutMessage(config.topic("dead-letters"), -1, raw.topic.encode(), value)
+
+
+class RouteOrders:
+    """`flat_map_batch` mapper: order events -> decisions and dead letters."""
+
+    def __init__(self, config: Config) -> None:
+        self._routers = _PerWorker(
+            lambda: Router(config, _network(config), _client(config.redis_url))
+        )
+
+    def __call__(self, batch: list[RawMessage]) -> list[Out]:
+        with metrics.BATCH_SECONDS.time():
+            return self._routers.get().route(batch)
+
+
+class ApplyInventory:
+    """`flat_map_batch` mapper: inventory events -> ledger; emits only dead letters."""
+
+    def __init__(self, config: Config) -> None:
+        self._config = config
+        self._ledgers = _PerWorker(lambda: Ledger(_client(config.redis_url), config.redis_prefix))
+
+    def __call__(self, batch: list[RawMessage]) -> list[Out]:
+        now = now_ms()
+        out: list[Out] = []
+        updates: list[InventoryUpdate] = []
+        for raw in batch:
+            try:
+                ev = decode_and_validate("inventory_event", raw.value or b"")
+            except ValidationError as exc:
+                out.append(_dead(self._config, raw, "apply-inventory", exc, now))
+                continue
+            snapshot = ev["type"] == "inventory.snapshot"
+            updates.append(
+                InventoryUpdate(ev["node_id"], ev["sku"], int(ev["version"]),
+                                "snapshot" if snapshot else "delta",
+                                int(ev["on_hand"] if snapshot else ev["delta"]))
+            )
+        metrics.EVENTS_IN.labels(topic="inventory").inc(len(batch))
+        if updates:
+            for status in self._ledgers.get().apply_inventory(updates):
+                metrics.INVENTORY_APPLIED.labels(outcome=status).inc()
+        return out
+
+
+class ParseCarrier:
+    """`flat_map_batch` mapper: carrier events -> ("lane", key, event) | ("dead", Out)."""
+
+    def __init__(self, config: Config) -> None:
+        self._config = config
+        self._ledgers = _PerWorker(lambda: Ledger(_client(config.redis_url), config.redis_prefix))
+
+    def __call__(self, batch: list[RawMessage]) -> list[tuple[str, Any]]:
+        now = now_ms()
+        out: list[tuple[str, Any]] = []
+        picked: dict[str, list[str]] = {}
+        for raw in batch:
+            try:
+                ev = decode_and_validate("carrier_event", raw.value or b"")
+            except ValidationError as exc:
+                out.append(("dead", _dead(self._config, raw, "parse-carrier", exc, now)))
+                continue
+            if ev["type"] == "lane.status":
+                out.append(("lane", ev))
+            elif ev["status"] == "picked_up" and ev.get("node_id"):
+                picked.setdefault(ev["node_id"], []).append(ev["order_id"])
+        metrics.EVENTS_IN.labels(topic="carrier-status").inc(len(batch))
+        if picked:
+            self._ledgers.get().ship(picked)
+        return out
+
+
+class _BoardPartition(StatelessSinkPartition[LaneHealth]):
+    def __init__(self, board: LaneBoard) -> None:
+        self._board = board
+
+    def write_batch(self, items: list[LaneHealth]) -> None:
+        metrics.LANE_UPDATES.inc(self._board.publish(items))
+
+
+class LaneBoardSink(DynamicSink[LaneHealth]):
+    """Publishes lane-health changes to the Redis lane board every router reads."""
+
+    def __init__(self, config: Config) -> None:
+        self._config = config
+
+    def build(self, step_id: str, worker_index: int, worker_count: int) -> _BoardPartition:
+        cfg = self._config
+        return _BoardPartition(LaneBoard(_client(cfg.redis_url), cfg.redis_prefix))
+
+
+def _lane_step(state: LaneHealth | None, event: dict) -> tuple[LaneHealth | None, Any]:
+    return update_lane(state, event)
+
+
+def build_flow(config: Config | None = None, stop: threading.Event | None = None) -> Dataflow:
+    """The routing dataflow for `config` (defaults: environment / FULFIL_CONFIG).
+
+    `stop`, when set, ends the sources so the flow drains and returns (embedding and tests).
+    """
+    cfg = config or load_config()
+    kafka = cfg.kafka_common()
+
+    def source(topic: str) -> KafkaSource:
+        return KafkaSource(kafka, [cfg.topic(topic)], start_from=cfg.start_from,
+                           batch_size=cfg.batch_size, fetch_wait_max_ms=cfg.fetch_wait_max_ms,
+                           group_id=f"fulfil-{topic}", stop=stop)
+
+    flow = Dataflow("fulfil-routing")
+    orders = op.input("orders-in", flow, source("orders"))
+    routed = op.flat_map_batch("route-orders", orders, RouteOrders(cfg))  # (key, OutMessage)
+
+    inventory = op.input("inventory-in", flow, source("inventory"))
+    inventory_dead = op.flat_map_batch("apply-inventory", inventory, ApplyInventory(cfg))
+
+    carrier = op.input("carrier-in", flow, source("carrier-status"))
+    parsed = op.flat_map_batch("parse-carrier", carrier, ParseCarrier(cfg))
+    split = op.branch("split-carrier", parsed, lambda item: item[0] == "lane")
+    lanes = op.key_on("key-lane", op.map("lane-event", split.trues, lambda item: item[1]), lane_key)
+    health = op.stateful_map("lane-health", lanes, _lane_step)  # (lane_key, LaneHealth | None)
+    changes = op.filter_map("lane-changes", health, lambda kv: kv[1])
+    op.output("lane-board-out", changes, LaneBoardSink(cfg))
+    carrier_dead = op.map("carrier-dead", split.falses, lambda item: item[1])
+
+    out = op.merge("all-out", routed, inventory_dead, carrier_dead)
+    op.output("kafka-out", out, KafkaSink(kafka, SINK_PARTS, linger_ms=cfg.producer_linger_ms))
+    return flow
+
+
+def __getattr__(name: str) -> Dataflow:
+    """`python -m bytewax.run dataflows.routing:flow` builds the flow on first access only."""
+    if name == "flow":
+        return build_flow()
+    raise AttributeError(name)

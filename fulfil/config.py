@@ -1,0 +1,173 @@
+"""One typed, immutable configuration object, built at the edge and passed down.
+
+Sources, lowest to highest precedence: defaults < config file (JSON) < environment variables
+(`FULFIL_*`) < command-line flags. Kafka client settings (`kafka.*`, e.g. SASL/SSL) are passed
+through to librdkafka untouched, so anything a user's Kafka needs works without code changes.
+
+Secrets (SASL passwords, SSL key passwords, Redis passwords) are kept, but `redacted()` is what
+gets printed or logged — never the raw object.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+_SECRET_KEY = re.compile(r"(password|secret|token|sasl\.oauthbearer|ssl\.key)", re.IGNORECASE)
+
+
+class ConfigError(ValueError):
+    """A configuration value is missing or malformed; the message names the setting."""
+
+
+@dataclass(frozen=True, slots=True)
+class Config:
+    """Everything a fulfil worker needs to run.
+
+    `kafka` holds extra librdkafka properties applied to every client (security.protocol,
+    sasl.mechanism, sasl.username, sasl.password, ssl.ca.location, ...).
+    """
+
+    kafka_bootstrap: str = "127.0.0.1:9092"
+    kafka: Mapping[str, str] = field(default_factory=dict)
+    redis_url: str = "redis://127.0.0.1:6379/0"
+    redis_prefix: str = "fulfil"
+    topic_prefix: str = "fulfil."
+    network_path: str | None = None
+    # Source behaviour: where to start when there is no recovery snapshot.
+    start_from: str = "earliest"  # earliest | latest
+    batch_size: int = 1000
+    fetch_wait_max_ms: int = 25
+    producer_linger_ms: int = 2
+    # Routing knobs.
+    max_nodes: int = 8
+    max_splits: int = 2
+    enforce_capacity: bool = True
+    weights: Mapping[str, float] = field(default_factory=dict)
+    lane_refresh_ms: int = 250
+    decision_ttl_days: int = 14
+    # Runtime.
+    workers: int = 1
+    epoch_interval_s: float = 1.0
+    recovery_dir: str | None = None
+    snapshot_interval_s: float = 5.0
+    metrics_port: int | None = None
+
+    def topic(self, name: str) -> str:
+        """Full Kafka topic name for a registry name (e.g. "orders" -> "fulfil.orders")."""
+        return f"{self.topic_prefix}{name}"
+
+    def kafka_common(self) -> dict[str, str]:
+        """librdkafka settings shared by every client: bootstrap + pass-through security."""
+        return {"bootstrap.servers": self.kafka_bootstrap, **dict(self.kafka)}
+
+    def redacted(self) -> dict[str, Any]:
+        """A printable view with every secret replaced by '***'."""
+        out: dict[str, Any] = {}
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if f.name == "kafka":
+                value = {k: ("***" if _SECRET_KEY.search(k) else v) for k, v in value.items()}
+            elif f.name == "redis_url":
+                value = redact_url(value)
+            out[f.name] = value
+        return out
+
+    def with_overrides(self, **changes: Any) -> Config:
+        return replace(self, **{k: v for k, v in changes.items() if v is not None})
+
+
+def redact_url(url: str) -> str:
+    """Hide the password in a URL like redis://user:secret@host:6379/0."""
+    return re.sub(r"(//[^:/@]*:)[^@]*@", r"\1***@", url)
+
+
+_ENV_FIELDS = {
+    "kafka_bootstrap": "FULFIL_KAFKA",
+    "redis_url": "FULFIL_REDIS",
+    "topic_prefix": "FULFIL_TOPIC_PREFIX",
+    "redis_prefix": "FULFIL_REDIS_PREFIX",
+    "network_path": "FULFIL_NETWORK",
+    "start_from": "FULFIL_START_FROM",
+    "batch_size": "FULFIL_BATCH_SIZE",
+    "fetch_wait_max_ms": "FULFIL_FETCH_WAIT_MAX_MS",
+    "workers": "FULFIL_WORKERS",
+    "recovery_dir": "FULFIL_RECOVERY_DIR",
+    "metrics_port": "FULFIL_METRICS_PORT",
+}
+#: Environment variables `FULFIL_KAFKA__<PROP>` set librdkafka properties: dots become `__`
+#: is awkward, so the rule is: lower-case, single `_` -> `.`  (FULFIL_KAFKA__SASL_USERNAME ->
+#: sasl.username).
+_KAFKA_ENV_PREFIX = "FULFIL_KAFKA__"
+
+
+def _coerce(name: str, value: Any) -> Any:
+    kinds = {f.name: f.type for f in fields(Config)}
+    kind = str(kinds[name])
+    try:
+        if kind.startswith("int"):
+            return int(value)
+        if kind.startswith("float"):
+            return float(value)
+        if kind.startswith("bool"):
+            return value if isinstance(value, bool) else str(value).lower() in {"1", "true", "yes"}
+        if kind.startswith("int | None"):
+            return None if value in (None, "") else int(value)
+    except (TypeError, ValueError):
+        raise ConfigError(f"setting {name!r} must be {kind}; got {value!r}") from None
+    return value
+
+
+def load_config(
+    path: str | os.PathLike[str] | None = None,
+    env: Mapping[str, str] | None = None,
+    **flags: Any,
+) -> Config:
+    """Build the Config from file, environment and flags (flags win)."""
+    env = os.environ if env is None else env
+    values: dict[str, Any] = {}
+    names = {f.name for f in fields(Config)}
+    path = path or env.get("FULFIL_CONFIG")
+    if path:
+        try:
+            data = orjson.loads(Path(path).read_bytes())
+        except (OSError, orjson.JSONDecodeError) as exc:
+            raise ConfigError(f"config file {path}: {exc}") from None
+        if not isinstance(data, dict):
+            raise ConfigError(f"config file {path}: top level must be an object")
+        for key, value in data.items():
+            if key not in names:
+                raise ConfigError(f"config file {path}: unknown setting {key!r}")
+            values[key] = value
+    for name, var in _ENV_FIELDS.items():
+        if var in env:
+            values[name] = env[var]
+    kafka = dict(values.get("kafka", {}))
+    for var, value in env.items():
+        if var.startswith(_KAFKA_ENV_PREFIX):
+            kafka[var[len(_KAFKA_ENV_PREFIX):].lower().replace("_", ".")] = value
+    for name, value in flags.items():
+        if value is None:
+            continue
+        if name not in names:
+            raise ConfigError(f"unknown setting {name!r}")
+        if name == "kafka":
+            kafka.update(value)
+        else:
+            values[name] = value
+    values["kafka"] = kafka
+    coerced = {
+        k: (v if k in ("kafka", "weights") else _coerce(k, v)) for k, v in values.items()
+    }
+    cfg = Config(**coerced)
+    if cfg.start_from not in ("earliest", "latest"):
+        raise ConfigError(f"setting 'start_from' must be earliest|latest; got {cfg.start_from!r}")
+    if cfg.batch_size < 1:
+        raise ConfigError(f"setting 'batch_size' must be >= 1; got {cfg.batch_size}")
+    return cfg

@@ -1,0 +1,164 @@
+"""`make demo`: the whole engine on an embedded broker and Redis, with a live view.
+
+Starts a tansu broker and a redis-server on free loopback ports, creates the topics, starts the
+routing dataflow as separate process(es) exactly as `fulfil run` would against production
+infrastructure, publishes the simulated workload (real Olist network and catalogue, scripted
+disruptions), shows live figures from the output topics every second, then prints a summary and
+stops everything it started.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+from fulfil.infra import Stack, embedded_stack, free_port
+from fulfil.monitor import OutputTap, TapStats, percentile
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def create_topics(bootstrap: str, prefix: str, partitions: int | None = None) -> None:
+    from dataflows.connectors import ensure_topics
+    from schemas.topics import TOPICS
+
+    specs = {t.full_name(prefix): partitions or t.partitions for t in TOPICS.values()}
+    compacted = [t.full_name(prefix) for t in TOPICS.values() if t.compacted]
+    ensure_topics({"bootstrap.servers": bootstrap}, specs, compacted=compacted)
+
+
+def start_engine(stack: Stack, prefix: str, processes: int = 1, extra: Sequence[str] = (),
+                 log_dir: Path | None = None) -> list[subprocess.Popen]:
+    """Start the routing flow as `processes` bytewax processes (a cluster when > 1)."""
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    base = [sys.executable, "-m", "fulfil.cli", "run", "--kafka", stack.bootstrap,
+            "--redis", stack.redis_url, "--topic-prefix", prefix, *extra]
+    addresses = ";".join(f"127.0.0.1:{free_port()}" for _ in range(processes))
+    procs = []
+    for i in range(processes):
+        argv = list(base)
+        if processes > 1:
+            argv += ["-i", str(i), "-a", addresses]
+        log = open((log_dir or stack.workdir) / f"engine-{i}.log", "wb")  # noqa: SIM115
+        procs.append(subprocess.Popen(argv, cwd=ROOT, env=env, stdout=log,
+                                      stderr=subprocess.STDOUT, start_new_session=True))
+    return procs
+
+
+def stop_engine(procs: Sequence[subprocess.Popen], timeout: float = 15.0) -> None:
+    for p in procs:
+        if p.poll() is None:
+            p.send_signal(signal.SIGINT)
+    deadline = time.monotonic() + timeout
+    for p in procs:
+        try:
+            p.wait(timeout=max(0.1, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            p.kill()
+            p.wait()
+
+
+def _panel(stats: TapStats, published: int, elapsed: float, window_s: float = 5.0) -> list[str]:
+    now = time.time()
+    recent = [lat for t, lat in stats.recent if t >= now - window_s]
+    rate = len(recent) / window_s
+    total = sum(stats.decisions.values())
+    routed = stats.decisions.get("routed", 0)
+    top_nodes = ", ".join(f"{k} {v}" for k, v in stats.nodes.most_common(5))
+    top_carriers = ", ".join(f"{k} {v}" for k, v in stats.carriers.most_common(4))
+    dead = ", ".join(f"{k} {v}" for k, v in sorted(stats.dead_letters.items())) or "none"
+    return [
+        f"t={elapsed:5.1f}s  orders in {published:>8,}  decisions out {total:>8,}  "
+        f"({rate:,.0f}/s over {window_s:.0f}s)",
+        f"  routed {routed:,}  unroutable {stats.decisions.get('unroutable', 0):,}  "
+        f"cancelled {stats.decisions.get('cancelled', 0):,}  split {stats.splits:,}  "
+        f"late-vs-promise {stats.late:,}",
+        f"  event->decision latency (last {window_s:.0f}s) p50 {percentile(recent, 50):6.1f} ms"
+        f"  p99 {percentile(recent, 99):6.1f} ms",
+        f"  top nodes: {top_nodes}",
+        f"  top carriers: {top_carriers}",
+        f"  dead letters: {dead}",
+    ]
+
+
+def run_demo(duration_s: float = 60.0, rate: float = 2000.0, workers: int = 1) -> int:
+    from fulfil.sim.publisher import publish
+    from fulfil.sim.scenario import Scenario
+
+    prefix = "fulfil."
+    scenario = Scenario.demo()
+    scenario = Scenario.from_dict({**scenario.to_dict(), "rate": rate, "duration_s": duration_s})
+    tty = sys.stdout.isatty()
+    workdir = ROOT / ".demo"
+    workdir.mkdir(exist_ok=True)
+    print(f"fulfil demo: {duration_s:.0f} s at {rate:,.0f} orders/s, {workers} engine process(es)")
+    with embedded_stack(workdir) as stack:
+        print(f"  broker {stack.bootstrap}   redis {stack.redis_url}   logs {workdir}")
+        create_topics(stack.bootstrap, prefix)
+        procs = start_engine(stack, prefix, workers, log_dir=workdir)
+        tap = OutputTap(stack.bootstrap, f"{prefix}decisions", f"{prefix}dead-letters",
+                        keep_orders=False).start()
+        counts = {"orders": 0}
+        done = threading.Event()
+        result: dict = {}
+
+        def on_tick(stats) -> None:
+            counts["orders"] = stats.orders if hasattr(stats, "orders") else counts["orders"]
+
+        def publisher() -> None:
+            try:
+                result["stats"] = publish(stack.bootstrap, scenario, prefix=prefix,
+                                          on_tick=on_tick)
+            except Exception as exc:  # shown in the summary, never swallowed
+                result["error"] = exc
+            finally:
+                done.set()
+
+        t0 = time.monotonic()
+        threading.Thread(target=publisher, name="simulator", daemon=True).start()
+        lines_drawn = 0
+        try:
+            while True:
+                time.sleep(1.0)
+                if any(p.poll() is not None for p in procs):
+                    print("engine process exited early; see", workdir)
+                    break
+                with tap.lock:
+                    panel = _panel(tap.stats, counts["orders"], time.monotonic() - t0)
+                if tty and lines_drawn:
+                    sys.stdout.write(f"\x1b[{lines_drawn}F\x1b[J")
+                print("\n".join(panel), flush=True)
+                lines_drawn = len(panel)
+                if done.is_set():
+                    break
+            # Drain: wait until the engine has caught up with everything published.
+            stats = result.get("stats")
+            expected = getattr(stats, "valid_order_events", None)
+            if expected:
+                tap.wait_for(lambda s: sum(s.decisions.values()) >= expected, timeout=30)
+        finally:
+            stop_engine(procs)
+            tap.stop()
+        _summary(tap.stats, result, time.monotonic() - t0)
+    return 1 if "error" in result else 0
+
+
+def _summary(stats: TapStats, result: dict, elapsed: float) -> None:
+    lat = stats.latencies_ms
+    print("\n== summary ==")
+    if "error" in result:
+        print(f"simulator failed: {result['error']!r}")
+    if "stats" in result:
+        print(f"published: {result['stats']}")
+    print(f"decisions: {dict(stats.decisions)}   dead letters: {dict(stats.dead_letters)}")
+    print(f"latency over the run: p50 {percentile(lat, 50):.1f} ms  p99 {percentile(lat, 99):.1f}"
+          f" ms  max {max(lat, default=float('nan')):.1f} ms   ({elapsed:.0f} s)")
+    print(f"top nodes: {stats.nodes.most_common(8)}")
+    print(f"carriers: {stats.carriers.most_common(6)}")
+    print("everything started by the demo has been stopped.")

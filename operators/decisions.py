@@ -1,0 +1,97 @@
+"""Routing decisions as bytes on the wire (schema `decision`).
+
+Built once per decision and stored verbatim in the order book, so a replay re-emits exactly the
+same bytes (same decision id, same content): consumers can deduplicate on `decision_id`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any
+
+import orjson
+
+from operators.orders import OrderData
+
+if TYPE_CHECKING:
+    from operators.network import Network
+    from operators.planner import Plan
+
+
+def _base(order: OrderData, version: int, event: Mapping[str, Any], status: str,
+          received_ms: int, decided_ms: int, network_version: str) -> dict[str, Any]:
+    return {
+        "decision_id": f"{order.order_id}:v{version}",
+        "order_id": order.order_id,
+        "version": version,
+        "status": status,
+        "event_id": event["event_id"],
+        "event_type": event["type"],
+        "channel": order.channel,
+        "promised_by": order.promised_by,
+        "timings": {
+            "event_time": int(event["occurred_at"]),
+            "received_at": received_ms,
+            "decided_at": decided_ms,
+        },
+        "network_version": network_version,
+    }
+
+
+def routed_decision(order: OrderData, version: int, event: Mapping[str, Any], plan: Plan,
+                    network: Network, extra_reasons: Sequence[str], received_ms: int,
+                    decided_ms: int) -> bytes:
+    d = _base(order, version, event, "routed", received_ms, decided_ms, network.version)
+    shipments = []
+    for s in plan.shipments:
+        svc = network.services[s.service]
+        shipments.append({
+            "node_id": network.nodes[s.node].id,
+            "carrier": svc.carrier,
+            "service": svc.service,
+            "lines": [
+                {"line_id": order.lines[i].line_id, "sku": order.lines[i].sku,
+                 "qty": order.lines[i].qty}
+                for i in s.lines
+            ],
+            "estimated_delivery": s.est_ms,
+            "distance_km": round(s.distance_km, 1),
+            "cost": round(s.cost, 2),
+        })
+    runner = None
+    if plan.runner_up is not None:
+        svc = network.services[plan.runner_up.service]
+        runner = {
+            "nodes": [network.nodes[n].id for n in plan.runner_up.nodes],
+            "carrier": svc.carrier,
+            "service": svc.service,
+            "score": round(plan.runner_up.score, 4),
+        }
+    d.update(
+        shipments=shipments,
+        estimated_delivery=plan.est_ms,
+        on_time=plan.est_ms <= order.promised_by,
+        score=round(plan.score, 4),
+        cost=round(plan.cost, 2),
+        runner_up=runner,
+        splits=len(plan.shipments) - 1,
+        reasons=[*extra_reasons, *plan.reasons],
+    )
+    return orjson.dumps(d)
+
+
+def unroutable_decision(order: OrderData, version: int, event: Mapping[str, Any], reason: str,
+                        received_ms: int, decided_ms: int, network_version: str) -> bytes:
+    d = _base(order, version, event, "unroutable", received_ms, decided_ms, network_version)
+    d.update(shipments=[], estimated_delivery=None, on_time=False, score=None, runner_up=None,
+             splits=0, reasons=[reason])
+    return orjson.dumps(d)
+
+
+def cancelled_decision(order: OrderData, version: int, event: Mapping[str, Any],
+                       received_ms: int, decided_ms: int, network_version: str) -> bytes:
+    d = _base(order, version, event, "cancelled", received_ms, decided_ms, network_version)
+    reason = event.get("reason")
+    d.update(shipments=[], estimated_delivery=None, on_time=None, score=None, runner_up=None,
+             splits=0, reasons=["cancelled", *([str(reason)] if reason else [])])
+    return orjson.dumps(d)

@@ -1,0 +1,141 @@
+"""Lane health: from carrier-status events to the arrays the scoring kernel reads.
+
+A carrier announces trouble at whatever granularity it knows: a whole carrier, one service, one
+destination region, or one origin->destination lane. `LaneKey` keeps that granularity (`*` for
+"all"); `update_lane` is the keyed-state step (one state per LaneKey, latest event by event time
+wins, so replays and out-of-order delivery are harmless); `health_arrays` expands the current
+records onto the network's [origin, dest, service] grid for a given instant, dropping records whose
+`valid_until` has passed. The most severe record covering a lane wins.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+WILDCARD = "*"
+
+
+@dataclass(frozen=True, slots=True)
+class LaneHealth:
+    """Current state of one lane key (as kept in keyed state and published to the lane board)."""
+
+    key: str  # "carrier|service|origin|dest", '*' = all
+    status: str  # normal | delayed | outage
+    delay_hours: float
+    capacity_factor: float
+    reason: str
+    updated_at: int  # event time (ms) of the event that set this state
+    valid_until: int | None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "key": self.key,
+            "status": self.status,
+            "delay_hours": self.delay_hours,
+            "capacity_factor": self.capacity_factor,
+            "reason": self.reason,
+            "updated_at": self.updated_at,
+            "valid_until": self.valid_until,
+        }
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> LaneHealth:
+        return cls(
+            key=str(d["key"]),
+            status=str(d["status"]),
+            delay_hours=float(d["delay_hours"]),
+            capacity_factor=float(d["capacity_factor"]),
+            reason=str(d.get("reason", "")),
+            updated_at=int(d["updated_at"]),
+            valid_until=None if d.get("valid_until") is None else int(d["valid_until"]),
+        )
+
+
+def lane_key(event: Mapping[str, Any]) -> str:
+    """The keyed-state key of a `lane.status` event."""
+    return "|".join(
+        (
+            str(event["carrier"]),
+            str(event.get("service") or WILDCARD),
+            str(event.get("origin_region") or WILDCARD),
+            str(event.get("dest_region") or WILDCARD),
+        )
+    )
+
+
+def update_lane(
+    state: LaneHealth | None, event: Mapping[str, Any]
+) -> tuple[LaneHealth | None, LaneHealth | None]:
+    """Keyed-state step for one lane key: returns (new state, record to publish or None).
+
+    An event older than the state (by event time) changes nothing and publishes nothing.
+    """
+    occurred = int(event["occurred_at"])
+    if state is not None and occurred < state.updated_at:
+        return state, None
+    status = str(event["status"])
+    new = LaneHealth(
+        key=lane_key(event),
+        status=status,
+        delay_hours=float(event.get("delay_hours") or 0.0) if status != "normal" else 0.0,
+        capacity_factor=float(event.get("capacity_factor", 1.0)),
+        reason=str(event.get("reason", "")),
+        updated_at=occurred,
+        valid_until=event.get("valid_until"),
+    )
+    if state is not None and new == state:
+        return state, None
+    return new, new
+
+
+def _axis(value: str, index: Mapping[str, int], size: int) -> list[int] | None:
+    if value == WILDCARD:
+        return list(range(size))
+    i = index.get(value)
+    return None if i is None else [i]
+
+
+def health_arrays(
+    records: Iterable[LaneHealth],
+    regions: Mapping[str, int],
+    services: Mapping[str, int],
+    now_ms: int,
+) -> tuple[np.ndarray, np.ndarray]:
+    """(delay_hours f8[R,R,S], blocked bool[R,R,S]) for the records in force at `now_ms`.
+
+    `services` maps service ids ("carrier/service") to their index. Records naming an unknown
+    carrier, service or region are ignored (a carrier may cover places this network does not).
+    """
+    n_r, n_s = len(regions), len(services)
+    delay = np.zeros((n_r, n_r, n_s), dtype=np.float64)
+    blocked = np.zeros((n_r, n_r, n_s), dtype=np.bool_)
+    by_carrier: dict[str, dict[str, int]] = {}
+    for sid, idx in services.items():
+        carrier, _, service = sid.partition("/")
+        by_carrier.setdefault(carrier, {})[service] = idx
+    for rec in records:
+        if rec.status == "normal":
+            continue
+        if rec.valid_until is not None and rec.valid_until <= now_ms:
+            continue
+        carrier, service, origin, dest = rec.key.split("|")
+        svc = by_carrier.get(carrier)
+        if svc is None:
+            continue
+        if service == WILDCARD:
+            s_idx = list(svc.values())
+        else:
+            s_idx = [svc[service]] if service in svc else []
+        o_idx = _axis(origin, regions, n_r)
+        d_idx = _axis(dest, regions, n_r)
+        if not s_idx or o_idx is None or d_idx is None:
+            continue
+        grid = np.ix_(o_idx, d_idx, s_idx)
+        if rec.status == "outage" or rec.capacity_factor <= 0.0:
+            blocked[grid] = True
+        delay[grid] = np.maximum(delay[grid], rec.delay_hours)
+    return delay, blocked

@@ -1,0 +1,140 @@
+"""Order events -> the routing view of an order, and the records kept per order.
+
+`OrderData` is what routing needs from an order (destination, promise, lines with weights). It is
+stored in the order book with the last decision, so later events that carry only part of the order
+(an address change, a cancellation) can be handled without the original `order.created`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+
+DEFAULT_LINE_KG = 1.0  # used when a channel sends no weight; documented in docs/contracts.md
+
+
+@dataclass(frozen=True, slots=True)
+class Line:
+    line_id: str
+    sku: str
+    qty: int
+    kg: float
+
+
+@dataclass(frozen=True, slots=True)
+class OrderData:
+    order_id: str
+    promised_by: int
+    destination: Mapping[str, Any]
+    lines: tuple[Line, ...]
+    channel: str
+    tier: str
+    priority: int
+    event_time: int
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "order_id": self.order_id,
+            "promised_by": self.promised_by,
+            "destination": dict(self.destination),
+            "lines": [[ln.line_id, ln.sku, ln.qty, ln.kg] for ln in self.lines],
+            "channel": self.channel,
+            "tier": self.tier,
+            "priority": self.priority,
+            "event_time": self.event_time,
+        }
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> OrderData:
+        return cls(
+            order_id=d["order_id"],
+            promised_by=int(d["promised_by"]),
+            destination=d["destination"],
+            lines=tuple(Line(str(a), str(b), int(c), float(e)) for a, b, c, e in d["lines"]),
+            channel=d["channel"],
+            tier=d["tier"],
+            priority=int(d["priority"]),
+            event_time=int(d["event_time"]),
+        )
+
+
+def order_from_created(event: Mapping[str, Any]) -> OrderData:
+    """The routing view of a validated `order.created` event."""
+    lines = tuple(
+        Line(
+            str(ln.get("line_id") or i + 1),
+            ln["sku"],
+            int(ln["qty"]),
+            (ln["weight_g"] / 1000.0) if ln.get("weight_g") is not None else DEFAULT_LINE_KG,
+        )
+        for i, ln in enumerate(event["lines"])
+    )
+    customer = event.get("customer") or {}
+    return OrderData(
+        order_id=event["order_id"],
+        promised_by=int(event["promised_by"]),
+        destination=event["destination"],
+        lines=lines,
+        channel=str(event.get("channel", "")),
+        tier=str(customer.get("tier", "standard")),
+        priority=int(event.get("priority", 0)),
+        event_time=int(event["occurred_at"]),
+    )
+
+
+def with_destination(order: OrderData, destination: Mapping[str, Any]) -> OrderData:
+    return OrderData(
+        order.order_id, order.promised_by, destination, order.lines, order.channel, order.tier,
+        order.priority, order.event_time,
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class OrderRecord:
+    """What the order book holds per order: the last decision and the order itself.
+
+    `reservations` is `{node_id: [[sku, qty], ...]}` of the stock this decision holds; it is what
+    replays re-apply and what cancellations and re-routes release.
+    """
+
+    event_id: str
+    version: int
+    status: str
+    decision: bytes
+    order: OrderData
+    reservations: Mapping[str, list[list[Any]]]
+
+    def dumps(self) -> bytes:
+        return orjson.dumps(
+            {
+                "event_id": self.event_id,
+                "version": self.version,
+                "status": self.status,
+                "decision": orjson.Fragment(self.decision),
+                "order": self.order.to_dict(),
+                "reservations": self.reservations,
+            }
+        )
+
+    @classmethod
+    def loads(cls, raw: bytes) -> OrderRecord:
+        d = orjson.loads(raw)
+        return cls(
+            event_id=d["event_id"],
+            version=int(d["version"]),
+            status=d["status"],
+            decision=orjson.dumps(d["decision"]),
+            order=OrderData.from_dict(d["order"]),
+            reservations=d["reservations"],
+        )
+
+
+def group_lines(lines: Iterable[tuple[str, int]]) -> tuple[tuple[str, int], ...]:
+    """Sum quantities per sku, keeping first-seen order (reservation requests are per sku)."""
+    totals: dict[str, int] = {}
+    for sku, qty in lines:
+        totals[sku] = totals.get(sku, 0) + qty
+    return tuple(totals.items())

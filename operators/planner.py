@@ -1,0 +1,169 @@
+"""Planning a batch: orders + stock + lane health -> the best plan (and runner-up) per order.
+
+Pure: no Redis, no Kafka. The router reads stock for exactly the skus `prepare` lists, then calls
+`plan`; all heavy work is two numba calls (candidate generation, scoring) for the whole batch.
+Only the winners are unpacked into Python objects.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from operators.candidates import (
+    BatchInput,
+    CandidateParams,
+    LaneArrays,
+    NetworkArrays,
+    OrderBatch,
+    build_candidates,
+    haversine_km,
+    pack_batch,
+    ready_ms,
+)
+from operators.network import Network
+from operators.orders import OrderData
+from operators.scoring import Weights, score_batch
+
+MS_PER_DAY = 86_400_000
+MS_PER_HOUR = 3_600_000
+
+
+@dataclass(frozen=True, slots=True)
+class Shipment:
+    node: int
+    service: int
+    lines: tuple[int, ...]  # indices into the order's lines
+    est_ms: int
+    distance_km: float
+    cost: float
+
+
+@dataclass(frozen=True, slots=True)
+class RunnerUp:
+    nodes: tuple[int, ...]
+    service: int
+    score: float
+
+
+@dataclass(frozen=True, slots=True)
+class Plan:
+    shipments: tuple[Shipment, ...]
+    est_ms: int
+    score: float
+    cost: float
+    runner_up: RunnerUp | None
+    reasons: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Unroutable:
+    reason: str  # no-stock | no-coverage | lanes-blocked-or-full | unknown-destination | lost-races
+
+
+@dataclass(frozen=True, slots=True)
+class Prepared:
+    """A batch packed for the kernels; `index[i]` is the batch row of order i, or -1."""
+
+    orders: tuple[OrderData, ...]
+    batch: OrderBatch
+    skus: list[str]
+    index: tuple[int, ...]
+
+
+class Planner:
+    """Holds what is fixed per network and configuration; `plan` is called per batch."""
+
+    def __init__(self, network: Network, config: Any) -> None:
+        self.network = network
+        self.arrays = NetworkArrays.from_network(network)
+        self.weights = Weights.from_mapping(dict(config.weights)).as_array()
+        self.params = CandidateParams(
+            max_nodes=config.max_nodes, max_splits=config.max_splits,
+            enforce_capacity=config.enforce_capacity,
+        )
+
+    def prepare(self, orders: Sequence[OrderData]) -> Prepared:
+        rows: list[tuple[Any, ...]] = []
+        index: list[int] = []
+        for order in orders:
+            where = self.network.locate(order.destination)
+            if where is None:
+                index.append(-1)
+                continue
+            index.append(len(rows))
+            lines = [(ln.sku, ln.qty, ln.kg * ln.qty) for ln in order.lines]
+            rows.append((where[0], where[1], where[2], order.promised_by, lines))
+        batch, skus = pack_batch(rows)
+        return Prepared(tuple(orders), batch, skus, tuple(index))
+
+    def plan(self, prep: Prepared, atp: np.ndarray, load: np.ndarray, lanes: LaneArrays,
+             now_ms: int) -> list[Plan | Unroutable]:
+        """Best plan per order (in `prep.orders` order), or why there is none."""
+        out: list[Plan | Unroutable] = []
+        if prep.batch.n_orders == 0:
+            return [Unroutable("unknown-destination") for _ in prep.orders]
+        full: BatchInput = prep.batch.with_stock(atp, load)
+        cands = build_candidates(full, self.arrays, lanes, now_ms, self.params)
+        scores, best, second = score_batch(cands.X, cands.offsets, cands.mask, self.weights)
+        for order, row in zip(prep.orders, prep.index, strict=True):
+            if row < 0:
+                out.append(Unroutable("unknown-destination"))
+                continue
+            b = int(best[row])
+            if b < 0:
+                out.append(Unroutable(self._why_none(full, cands, row)))
+                continue
+            out.append(self._unpack(order, full, cands, row, b, int(second[row]), scores,
+                                    lanes, now_ms))
+        return out
+
+    def _why_none(self, batch: BatchInput, cands: Any, row: int) -> str:
+        if cands.offsets[row + 1] > cands.offsets[row]:
+            return "lanes-blocked-or-full"
+        l0, l1 = batch.line_offsets[row], batch.line_offsets[row + 1]
+        for j in range(l0, l1):
+            if batch.atp[:, batch.line_sku[j]].max(initial=0) < batch.line_qty[j]:
+                return "no-stock"
+        return "no-coverage"
+
+    def _unpack(self, order: OrderData, batch: BatchInput, cands: Any, row: int, m: int,
+                m2: int, scores: np.ndarray, lanes: LaneArrays, now_ms: int) -> Plan:
+        net = self.arrays
+        s = int(cands.service[m])
+        assign = cands.assignment(m)
+        lat, lng = float(batch.dest_lat[row]), float(batch.dest_lng[row])
+        region = int(batch.dest_region[row])
+        l0 = int(batch.line_offsets[row])
+        by_node: dict[int, list[int]] = {}
+        for i, node in enumerate(assign):
+            by_node.setdefault(int(node), []).append(i)
+        shipments = []
+        for node, lines in by_node.items():
+            kg = float(sum(batch.line_kg[l0 + i] for i in lines))
+            dist = float(haversine_km(net.node_lat[node], net.node_lng[node], lat, lng))
+            o = int(net.node_region[node])
+            est = int(
+                ready_ms(now_ms, net.node_utc_offset[node], net.node_cutoff_hour[node],
+                         net.node_handling_hours[node])
+                + net.lane_transit_mean[o, region, s] * MS_PER_DAY
+                + lanes.delay_hours[o, region, s] * MS_PER_HOUR
+            )
+            cost = float(net.node_handling_cost[node] + net.service_base_cost[s]
+                         + net.service_per_kg[s] * kg + net.service_per_100km[s] * dist / 100.0)
+            shipments.append(Shipment(node, s, tuple(lines), est, dist, cost))
+        est_ms = int(cands.est_ms[m])
+        runner = None
+        if m2 >= 0:
+            runner = RunnerUp(tuple(cands.nodes(m2)), int(cands.service[m2]), float(scores[m2]))
+        reasons = ["single-node" if len(shipments) == 1 else "split",
+                   "on-time" if est_ms <= order.promised_by else "late-vs-promise"]
+        if self.network.services[s].level == "express":
+            reasons.append("express")
+        if any(lanes.delay_hours[int(net.node_region[sh.node]), region, s] > 0 for sh in shipments):
+            reasons.append("lane-delay")
+        return Plan(tuple(shipments), est_ms, float(scores[m]),
+                    float(sum(sh.cost for sh in shipments)), runner, tuple(reasons))

@@ -1,0 +1,101 @@
+"""Named values of the contracts: lifecycle states, event types and status codes.
+
+Code compares against these members instead of writing the strings inline, so a typo is an
+AttributeError at import instead of a branch that silently never runs. Every enum that mirrors a
+schema `enum`/`const` is checked against the schema file by `tests/test_schemas/test_topics.py`,
+so the JSON files stay the single source of the allowed values.
+
+Members are `StrEnum`s: they compare equal to, hash like and serialize (orjson) as the plain string,
+so events never need converting.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+
+class OrderStatus(StrEnum):
+    """Where an order is in its life, as the engine sees it."""
+
+    RECEIVED = "received"
+    VALIDATED = "validated"
+    ROUTED = "routed"
+    UNROUTABLE = "unroutable"
+    CANCELLED = "cancelled"
+    SHIPPED = "shipped"
+    DELIVERED = "delivered"
+
+
+class DecisionStatus(StrEnum):
+    """`decision.status`: what the routing flow concluded for one version of an order."""
+
+    ROUTED = "routed"
+    UNROUTABLE = "unroutable"
+    CANCELLED = "cancelled"
+
+
+class DeadLetterCode(StrEnum):
+    """`dead_letter.error.code`: the class of failure (decode/schema come from validation)."""
+
+    DECODE = "decode"
+    SCHEMA = "schema"
+    UNROUTABLE = "unroutable"
+    UNKNOWN_ORDER = "unknown-order"
+    INTERNAL = "internal"
+
+
+class OrderEventType(StrEnum):
+    """`order_event.type`."""
+
+    CREATED = "order.created"
+    ADDRESS_CHANGED = "order.address_changed"
+    CANCELLED = "order.cancelled"
+
+
+class InventoryEventType(StrEnum):
+    """`inventory_event.type`."""
+
+    SNAPSHOT = "inventory.snapshot"
+    ADJUSTED = "inventory.adjusted"
+
+
+class CarrierEventType(StrEnum):
+    """`carrier_event.type`."""
+
+    LANE_STATUS = "lane.status"
+    SHIPMENT_TRACKING = "shipment.tracking"
+
+
+class CustomerTier(StrEnum):
+    """`order.created customer.tier`; absent means STANDARD."""
+
+    STANDARD = "standard"
+    SILVER = "silver"
+    GOLD = "gold"
+    VIP = "vip"
+
+
+class LaneStatus(StrEnum):
+    """`lane.status status`."""
+
+    NORMAL = "normal"
+    DELAYED = "delayed"
+    OUTAGE = "outage"
+
+
+class TrackingStatus(StrEnum):
+    """`shipment.tracking status`."""
+
+    PICKED_UP = "picked_up"
+    IN_TRANSIT = "in_transit"
+    OUT_FOR_DELIVERY = "out_for_delivery"
+    DELIVERED = "delivered"
+    FAILED_ATTEMPT = "failed_attempt"
+    EXCEPTION = "exception"
+
+
+class PayloadEncoding(StrEnum):
+    """`dead_letter.payload_encoding`: how the original bytes are carried in `payload`."""
+
+    UTF8 = "utf8"
+    BASE64 = "base64"

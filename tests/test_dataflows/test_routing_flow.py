@@ -1,0 +1,123 @@
+"""The routing dataflow end to end: real broker, real Redis, the real flow in a thread."""
+
+from __future__ import annotations
+
+import orjson
+import pytest
+
+from operators.network import load_default
+from state.ledger import Ledger
+from state.redis_client import connect
+from tests.test_dataflows.helpers import (
+    FlowThread,
+    create_topics,
+    make_config,
+    order,
+    publish,
+    read_outputs,
+    stock,
+)
+
+NET = load_default()
+SP_NODE = next(n.id for n in NET.nodes if n.region == "SP")
+
+
+@pytest.fixture
+def cfg(bootstrap, redis_url, topic_prefix):
+    c = make_config(bootstrap, redis_url, topic_prefix)
+    create_topics(c)
+    return c
+
+
+def test_should_route_every_valid_order_exactly_once_and_dead_letter_bad_ones(cfg):
+    # given stock of two skus at one São Paulo node
+    publish(cfg, "inventory", [stock(SP_NODE, "sku-a", 100), stock(SP_NODE, "sku-b", 100)])
+    orders = [order(f"o-{i}", [("sku-a", 1), ("sku-b", 2)] if i % 2 else [("sku-a", 3)])
+              for i in range(40)]
+    bad = [b"{not json", orjson.dumps({**order("bad-qty", [("sku-a", 0)])}),
+           orjson.dumps({"type": "order.created", "order_id": "no-lines"}), b"\xff\xfe"]
+    with FlowThread(cfg):
+        # inventory must be applied before the orders arrive: wait for the ledger
+        ledger = Ledger(connect(cfg.redis_url), cfg.redis_prefix)
+        _wait(lambda: ledger.stock(SP_NODE, "sku-b")[0] == 100)
+        publish(cfg, "orders", orders)
+        publish(cfg, "orders", bad, key="bad")
+        out = read_outputs(cfg, lambda o: len(o.decisions) >= 40 and len(o.dead) >= 4)
+    # then: exactly one decision per valid order, all routed from stock that exists
+    assert sorted(d["order_id"] for d in out.decisions) == sorted(o["order_id"] for o in orders)
+    assert {d["decision_id"] for d in out.decisions} == {f"o-{i}:v1" for i in range(40)}
+    assert all(d["status"] == "routed" for d in out.decisions)
+    for d in out.decisions:
+        assert [s["node_id"] for s in d["shipments"]] == [SP_NODE]
+        assert d["timings"]["decided_at"] >= d["timings"]["event_time"]
+        assert d["runner_up"] is None or d["runner_up"]["score"] <= d["score"]
+    # and the ledger holds exactly what was promised: 20 orders x 1 + 20 x 3 of sku-a
+    assert ledger.stock(SP_NODE, "sku-a") == (100, 80, 20)
+    assert ledger.stock(SP_NODE, "sku-b") == (100, 40, 60)
+    # bad events: dead letters naming the problem, never a crash, never silence
+    codes = sorted(d["error"]["code"] for d in out.dead)
+    assert codes == ["decode", "decode", "schema", "schema"]
+    qty = next(d for d in out.dead if d["error"]["field"].endswith("qty"))
+    assert qty["error"]["rule"] == "minimum"
+    assert qty["source"]["topic"] == cfg.topic("orders")
+    assert any(d["payload_encoding"] == "base64" for d in out.dead)
+
+
+def test_should_report_unroutable_orders_as_decisions_and_dead_letters(cfg):
+    publish(cfg, "inventory", [stock(SP_NODE, "sku-a", 1)])
+    with FlowThread(cfg):
+        ledger = Ledger(connect(cfg.redis_url), cfg.redis_prefix)
+        _wait(lambda: ledger.stock(SP_NODE, "sku-a")[0] == 1)
+        publish(cfg, "orders", [order("o-1", [("sku-a", 1)]), order("o-2", [("sku-a", 1)]),
+                                order("o-3", [("sku-unknown", 1)])])
+        out = read_outputs(cfg, lambda o: len(o.decisions) >= 3 and len(o.dead) >= 2)
+    by_id = {d["order_id"]: d for d in out.decisions}
+    # o-1 and o-2 compete for the last unit (different partitions: either may come first)
+    winner, loser = sorted((by_id["o-1"], by_id["o-2"]), key=lambda d: d["status"] != "routed")
+    assert winner["status"] == "routed"
+    assert loser["status"] == "unroutable" and loser["reasons"] == ["no-stock"]
+    assert by_id["o-3"]["status"] == "unroutable" and by_id["o-3"]["reasons"] == ["no-stock"]
+    assert sorted(d["error"]["code"] for d in out.dead) == ["unroutable", "unroutable"]
+    assert ledger.stock(SP_NODE, "sku-a") == (1, 1, 0)
+
+
+def test_should_release_stock_on_cancel_and_reroute_on_address_change(cfg):
+    publish(cfg, "inventory", [stock(n.id, "sku-a", 10) for n in NET.nodes])
+    o = order("o-1", [("sku-a", 2)])  # São Paulo
+    with FlowThread(cfg):
+        ledger = Ledger(connect(cfg.redis_url), cfg.redis_prefix)
+        _wait(lambda: all(ledger.stock(n.id, "sku-a")[0] == 10 for n in NET.nodes))
+        publish(cfg, "orders", [o])
+        first = read_outputs(cfg, lambda out: len(out.decisions) >= 1).decisions[0]
+        node1 = first["shipments"][0]["node_id"]
+        assert ledger.stock(node1, "sku-a")[1] == 2
+        # address change to Porto Alegre (RS): re-routed as version 2, old stock released
+        move = {"type": "order.address_changed", "event_id": "e-move", "order_id": "o-1",
+                "occurred_at": o["occurred_at"] + 1,
+                "destination": {"lat": -30.03, "lng": -51.23, "postal_code": "90010"}}
+        cancel = {"type": "order.cancelled", "event_id": "e-cancel", "order_id": "o-1",
+                  "occurred_at": o["occurred_at"] + 2, "reason": "customer"}
+        publish(cfg, "orders", [move])
+        out = read_outputs(cfg, lambda out: len(out.decisions) >= 2)
+        second = out.decisions[1]
+        node2 = second["shipments"][0]["node_id"]
+        assert second["decision_id"] == "o-1:v2" and "address-changed" in second["reasons"]
+        assert NET.nodes[NET.node_index[node2]].region in {"RS", "SC", "PR"}
+        assert ledger.stock(node1, "sku-a")[1] == (2 if node1 == node2 else 0)
+        assert ledger.stock(node2, "sku-a")[1] == 2
+        publish(cfg, "orders", [cancel, cancel])  # a duplicate cancel is harmless
+        out = read_outputs(cfg, lambda out: len(out.decisions) >= 4)
+    assert [d["decision_id"] for d in out.decisions[2:]] == ["o-1:v3", "o-1:v3"]
+    assert out.decisions[2]["status"] == "cancelled"
+    assert all(ledger.stock(n.id, "sku-a") == (10, 0, 10) for n in NET.nodes)
+
+
+def _wait(predicate, timeout: float = 20.0) -> None:
+    import time
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(0.05)
+    raise AssertionError("condition not met in time")

@@ -1,0 +1,1 @@
+"""Tests of the workload simulator (fulfil/sim)."""

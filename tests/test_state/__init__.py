@@ -1,0 +1,1 @@
+"""Tests of the `state` package (Redis ledger) against real redis-server processes."""

@@ -1,0 +1,656 @@
+"""The stock ledger against a real redis-server (and a real 3-shard Redis Cluster).
+
+Given/when/then in the test names; every assertion reads Redis back through the public API.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import shutil
+import socket
+import subprocess
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+import redis
+from hypothesis import settings
+from hypothesis import strategies as st
+from hypothesis.stateful import RuleBasedStateMachine, invariant, rule, run_state_machine_as_test
+from redis.crc import key_slot
+
+from fulfil.infra import free_port, redis_server_bin
+from state.ledger import (
+    CHUNK,
+    CHUNK_LINES,
+    InventoryUpdate,
+    Ledger,
+    LedgerInputError,
+    ReserveRequest,
+    utc_day,
+)
+from state.redis_client import RedisConfigError, RedisUnavailable, connect, redact
+
+DAY, NEXT_DAY = "20250301", "20250302"
+
+
+@pytest.fixture
+def ledger(redis_client: redis.Redis) -> Ledger:
+    return Ledger(redis_client)
+
+
+def stock_up(ledger: Ledger, node: str, **on_hand: int) -> None:
+    ledger.apply_inventory(
+        [InventoryUpdate(node, sku, 1, "snapshot", qty) for sku, qty in on_hand.items()]
+    )
+
+
+def req(order: str, node: str, *lines: tuple[str, int]) -> ReserveRequest:
+    return ReserveRequest(order, node, tuple(lines))
+
+
+# -- inventory ------------------------------------------------------------------------------
+
+def test_snapshot_applies_once_per_version_and_ignores_older_versions(ledger: Ledger) -> None:
+    first = [InventoryUpdate("N1", "sku-1", 5, "snapshot", 40)]
+    assert ledger.apply_inventory(first) == ["applied"]
+    assert ledger.apply_inventory(first) == ["stale"]  # replay
+    assert ledger.apply_inventory([InventoryUpdate("N1", "sku-1", 4, "snapshot", 99)]) == ["stale"]
+    assert ledger.stock("N1", "sku-1") == (40, 0, 40)
+    assert ledger.apply_inventory([InventoryUpdate("N1", "sku-1", 6, "snapshot", 7)]) == ["applied"]
+    assert ledger.stock("N1", "sku-1") == (7, 0, 7)
+
+
+def test_delta_applies_once_even_when_replayed(ledger: Ledger) -> None:
+    stock_up(ledger, "N1", a=10)
+    delta = InventoryUpdate("N1", "a", 2, "delta", -3)
+    assert ledger.apply_inventory([delta, delta]) == ["applied", "stale"]
+    assert ledger.apply_inventory([delta]) == ["stale"]
+    assert ledger.stock("N1", "a") == (7, 0, 7)
+
+
+def test_delta_below_zero_clamps_on_hand_at_zero_and_reports_clamped(ledger: Ledger) -> None:
+    stock_up(ledger, "N1", a=2)
+    assert ledger.apply_inventory([InventoryUpdate("N1", "a", 2, "delta", -5)]) == ["clamped"]
+    assert ledger.stock("N1", "a") == (0, 0, 0)
+    # a delta on an unknown sku starts from 0
+    assert ledger.apply_inventory([InventoryUpdate("N1", "new", 1, "delta", 4)]) == ["applied"]
+    assert ledger.stock("N1", "new") == (4, 0, 4)
+
+
+def test_batch_across_nodes_returns_statuses_in_update_order(ledger: Ledger) -> None:
+    updates = [
+        InventoryUpdate("N2", "a", 1, "snapshot", 5),
+        InventoryUpdate("N1", "a", 1, "snapshot", 3),
+        InventoryUpdate("N2", "a", 2, "delta", 1),
+        InventoryUpdate("N2", "a", 2, "delta", 100),  # same version again: stale
+        InventoryUpdate("N1", "a", 3, "delta", -9),
+    ]
+    assert ledger.apply_inventory(updates) == ["applied", "applied", "applied", "stale", "clamped"]
+    assert ledger.stock("N2", "a") == (6, 0, 6)
+    assert ledger.stock("N1", "a") == (0, 0, 0)
+
+
+# -- reserve --------------------------------------------------------------------------------
+
+def test_reserve_is_all_or_nothing_per_order(ledger: Ledger) -> None:
+    stock_up(ledger, "N1", a=5, b=1)
+    [result] = ledger.reserve([req("o1", "N1", ("a", 2), ("b", 2))], DAY)
+    assert (result.status, result.short_sku, result.short_atp) == ("short", "b", 1)
+    assert ledger.stock("N1", "a") == (5, 0, 5)  # a was not taken either
+    assert ledger.reservation("N1", "o1") is None
+    assert ledger.availability(["N1"], ["a"], DAY)[1].tolist() == [0]
+
+
+def test_replayed_reserve_returns_already_and_leaves_stock_unchanged(ledger: Ledger) -> None:
+    stock_up(ledger, "N1", a=5)
+    order = req("o1", "N1", ("a", 2))
+    assert ledger.reserve([order], DAY)[0].status == "reserved"
+    assert [r.status for r in ledger.reserve([order, order], DAY)] == ["already", "already"]
+    # a replay with different lines still returns the first reservation, untouched
+    assert ledger.reserve([req("o1", "N1", ("a", 4))], NEXT_DAY)[0].status == "already"
+    assert ledger.stock("N1", "a") == (5, 2, 3)
+    assert ledger.reservation("N1", "o1") == (("a", 2),)
+    assert ledger.availability(["N1"], ["a"], DAY)[1].tolist() == [1]
+
+
+def test_short_reports_the_first_short_sku_and_its_atp(ledger: Ledger) -> None:
+    stock_up(ledger, "N1", a=1, b=0, c=0)
+    [result] = ledger.reserve([req("o1", "N1", ("a", 1), ("b", 1), ("c", 1))], DAY)
+    assert (result.status, result.short_sku, result.short_atp) == ("short", "b", 0)
+    [unknown] = ledger.reserve([req("o2", "N9", ("zz", 1))], DAY)
+    assert (unknown.status, unknown.short_sku, unknown.short_atp) == ("short", "zz", 0)
+
+
+def test_two_lines_of_the_same_sku_are_summed(ledger: Ledger) -> None:
+    stock_up(ledger, "N1", a=3, b=9)
+    [short] = ledger.reserve([req("o1", "N1", ("a", 2), ("b", 1), ("a", 2))], DAY)
+    assert (short.status, short.short_sku, short.short_atp) == ("short", "a", 3)
+    assert ledger.reserve([req("o2", "N1", ("a", 1), ("b", 1), ("a", 2))], DAY)[0].status == (
+        "reserved"
+    )
+    assert ledger.reservation("N1", "o2") == (("a", 3), ("b", 1))
+    assert ledger.stock("N1", "a") == (3, 3, 0)
+
+
+def test_later_orders_in_a_batch_see_what_earlier_ones_took(ledger: Ledger) -> None:
+    stock_up(ledger, "N1", a=3)
+    stock_up(ledger, "N2", a=3)
+    results = ledger.reserve(
+        [req("o1", "N1", ("a", 2)), req("o2", "N2", ("a", 3)), req("o3", "N1", ("a", 2)),
+         req("o4", "N1", ("a", 1)), req("o5", "N2", ("a", 1))],
+        DAY,
+    )
+    assert [(r.order_id, r.node_id, r.status) for r in results] == [
+        ("o1", "N1", "reserved"), ("o2", "N2", "reserved"), ("o3", "N1", "short"),
+        ("o4", "N1", "reserved"), ("o5", "N2", "short"),
+    ]
+
+
+def test_the_same_order_twice_in_one_batch_is_reserved_once(ledger: Ledger) -> None:
+    stock_up(ledger, "N1", a=5)
+    order = req("o1", "N1", ("a", 2))
+    assert [r.status for r in ledger.reserve([order, order], DAY)] == ["reserved", "already"]
+    assert ledger.stock("N1", "a") == (5, 2, 3)
+
+
+def test_batch_larger_than_one_script_call_is_split_and_kept_in_order(ledger: Ledger) -> None:
+    n = CHUNK * 2 + 7  # and 3 lines each: more than CHUNK_LINES per call too
+    stock_up(ledger, "N1", a=n - 1, b=10 * n, c=10 * n)
+    lines = (("b", 1), ("a", 1), ("c", 2))
+    results = ledger.reserve([req(f"o{i}", "N1", *lines) for i in range(n)], DAY)
+    assert [r.order_id for r in results] == [f"o{i}" for i in range(n)]
+    assert [r.status for r in results].count("reserved") == n - 1
+    assert results[-1].status == "short"
+    assert ledger.availability(["N1"], ["a"], DAY)[1].tolist() == [n - 1]
+
+
+def run_competing_orders(url: str, worker: int, orders: int) -> list[str]:
+    """One worker process/thread: its own client, small batches of 1-unit orders on hot sku h."""
+    client = redis.Redis.from_url(url)
+    ledger = Ledger(client)
+    won = []
+    for start in range(0, orders, 5):
+        batch = [
+            req(f"w{worker}-o{i}", "N1", ("h", 1), ("plenty", 2)) for i in range(start, start + 5)
+        ]
+        won += [r.order_id for r in ledger.reserve(batch, DAY) if r.status == "reserved"]
+    client.close()
+    return won
+
+
+@pytest.mark.parametrize("mode", ["threads", "processes"])
+def test_competing_clients_never_oversell_the_last_units(
+    ledger: Ledger, redis_url: str, mode: str
+) -> None:
+    last_units, workers, orders_each = 37, 4, 60
+    stock_up(ledger, "N1", h=last_units, plenty=10_000)
+    args = [(redis_url, w, orders_each) for w in range(workers)]
+    if mode == "processes":
+        with multiprocessing.get_context("fork").Pool(workers) as pool:
+            won = [o for part in pool.starmap(run_competing_orders, args) for o in part]
+    else:
+        parts: list[list[str]] = [[] for _ in range(workers)]
+        threads = [
+            threading.Thread(target=lambda w=w: parts[w].extend(run_competing_orders(*args[w])))
+            for w in range(workers)
+        ]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        won = [o for part in parts for o in part]
+    assert len(won) == len(set(won)) == last_units
+    assert ledger.stock("N1", "h") == (last_units, last_units, 0)
+    assert ledger.stock("N1", "plenty")[1] == 2 * last_units
+
+
+# -- split orders, release, ship, load ------------------------------------------------------
+
+def test_reserve_split_releases_reserved_parts_when_a_node_is_short(ledger: Ledger) -> None:
+    stock_up(ledger, "A", a=5)
+    stock_up(ledger, "B", b=1)
+    stock_up(ledger, "C", c=5)
+    results = ledger.reserve_split(
+        [req("o1", "A", ("a", 2)), req("o1", "B", ("b", 2)), req("o1", "C", ("c", 1))], DAY
+    )
+    assert [(r.node_id, r.status, r.short_sku) for r in results] == [
+        ("A", "released", None), ("B", "short", "b"), ("C", "released", None),
+    ]
+    for node, sku in (("A", "a"), ("B", "b"), ("C", "c")):
+        assert ledger.stock(node, sku)[1] == 0
+        assert ledger.reservation(node, "o1") is None
+    assert ledger.availability(["A", "B", "C"], ["a"], DAY)[1].tolist() == [0, 0, 0]
+
+
+def test_reserve_split_also_releases_parts_left_by_an_earlier_attempt(ledger: Ledger) -> None:
+    stock_up(ledger, "A", a=5)
+    ledger.reserve([req("o1", "A", ("a", 2))], DAY)  # crash after this part, before B
+    results = ledger.reserve_split([req("o1", "A", ("a", 2)), req("o1", "B", ("b", 1))], DAY)
+    assert [r.status for r in results] == ["released", "short"]
+    assert ledger.stock("A", "a") == (5, 0, 5)
+
+
+def test_reserve_split_reserves_every_part_when_all_fit(ledger: Ledger) -> None:
+    stock_up(ledger, "A", a=1)
+    stock_up(ledger, "B", b=1)
+    parts = [req("o1", "A", ("a", 1)), req("o1", "B", ("b", 1))]
+    assert [r.status for r in ledger.reserve_split(parts, DAY)] == ["reserved", "reserved"]
+    assert [r.status for r in ledger.reserve_split(parts, DAY)] == ["already", "already"]
+
+
+def test_reserve_split_rejects_parts_of_several_orders_or_a_node_twice(ledger: Ledger) -> None:
+    with pytest.raises(LedgerInputError, match="ONE order"):
+        ledger.reserve_split([req("o1", "A", ("a", 1)), req("o2", "B", ("a", 1))], DAY)
+    with pytest.raises(LedgerInputError, match="node twice"):
+        ledger.reserve_split([req("o1", "A", ("a", 1)), req("o1", "A", ("b", 1))], DAY)
+
+
+def test_release_is_idempotent_and_gives_load_back_to_the_reservation_day(ledger: Ledger) -> None:
+    stock_up(ledger, "N1", a=5)
+    ledger.reserve([req("o1", "N1", ("a", 2)), req("o2", "N1", ("a", 1))], DAY)
+    assert ledger.availability(["N1"], [], DAY)[1].tolist() == [2]
+    released = ledger.release({"N1": ["o1", "o1", "nope"], "N2": ["o1"]}, NEXT_DAY)
+    assert released == {
+        ("N1", "o1"): "released", ("N1", "nope"): "absent", ("N2", "o1"): "absent",
+    }
+    assert ledger.release({"N1": ["o1"]}, NEXT_DAY) == {("N1", "o1"): "absent"}
+    assert ledger.stock("N1", "a") == (5, 1, 4)
+    assert ledger.availability(["N1"], [], DAY)[1].tolist() == [1]
+    assert ledger.availability(["N1"], [], NEXT_DAY)[1].tolist() == [0]
+    ledger.release({"N1": ["o2"]})
+    assert ledger.availability(["N1"], ["a"], DAY)[1].tolist() == [0]
+    assert ledger.stock("N1", "a") == (5, 0, 5)
+
+
+def test_ship_consumes_on_hand_and_reservation_but_keeps_the_days_load(ledger: Ledger) -> None:
+    stock_up(ledger, "N1", a=5, b=2)
+    ledger.reserve([req("o1", "N1", ("a", 2), ("b", 2))], DAY)
+    assert ledger.ship({"N1": ["o1"]}) == {("N1", "o1"): "shipped"}
+    assert ledger.ship({"N1": ["o1"]}) == {("N1", "o1"): "absent"}
+    assert ledger.stock("N1", "a") == (3, 0, 3)
+    assert ledger.stock("N1", "b") == (0, 0, 0)
+    assert ledger.reservation("N1", "o1") is None
+    assert ledger.release({"N1": ["o1"]}, DAY) == {("N1", "o1"): "absent"}
+    assert ledger.availability(["N1"], [], DAY)[1].tolist() == [1]
+
+
+def test_count_below_reserved_reads_as_zero_atp_and_blocks_new_reservations(
+    ledger: Ledger,
+) -> None:
+    stock_up(ledger, "N1", a=5)
+    ledger.reserve([req("o1", "N1", ("a", 4))], DAY)
+    assert ledger.apply_inventory([InventoryUpdate("N1", "a", 2, "snapshot", 1)]) == ["applied"]
+    assert ledger.stock("N1", "a") == (1, 4, 0)  # the reservation stands; the deficit is visible
+    atp, _ = ledger.availability(["N1"], ["a"], DAY)
+    assert atp.tolist() == [[0]]
+    [short] = ledger.reserve([req("o2", "N1", ("a", 1))], DAY)
+    assert (short.status, short.short_atp) == ("short", 0)
+    assert ledger.ship({"N1": ["o1"]}) == {("N1", "o1"): "shipped"}
+    assert ledger.stock("N1", "a") == (0, 0, 0)  # on-hand clamped at 0, never negative
+
+
+def test_availability_is_a_node_by_sku_matrix_with_missing_as_zero(ledger: Ledger) -> None:
+    stock_up(ledger, "N1", a=5, b=2)
+    stock_up(ledger, "N3", b=7)
+    ledger.reserve([req("o1", "N1", ("a", 1)), req("o2", "N3", ("b", 7))], DAY)
+    atp, load = ledger.availability(["N1", "N2", "N3"], ["a", "b", "c"], DAY)
+    assert atp.dtype == np.int64 and load.dtype == np.int64
+    assert atp.tolist() == [[4, 2, 0], [0, 0, 0], [0, 0, 0]]
+    assert load.tolist() == [1, 0, 1]
+    empty_atp, empty_load = ledger.availability([], ["a"], DAY)
+    assert empty_atp.shape == (0, 1) and empty_load.shape == (0,)
+    no_skus, load_only = ledger.availability(["N1", "N3"], [], DAY)
+    assert no_skus.shape == (2, 0) and load_only.tolist() == [1, 1]
+
+
+def test_availability_of_more_skus_than_one_script_call_takes(ledger: Ledger) -> None:
+    skus = [f"s{i}" for i in range(CHUNK_LINES * 2 + 5)]
+    ledger.apply_inventory([InventoryUpdate("N1", s, 1, "snapshot", i) for i, s in enumerate(skus)])
+    ledger.reserve([req("o1", "N1", (skus[-1], 4))], DAY)
+    atp, load = ledger.availability(["N0", "N1"], skus, DAY)
+    expected = list(range(len(skus)))
+    expected[-1] -= 4
+    assert atp[0].tolist() == [0] * len(skus) and atp[1].tolist() == expected
+    assert load.tolist() == [0, 1]
+
+
+# -- robustness -----------------------------------------------------------------------------
+
+@pytest.mark.parametrize(
+    ("request_", "match"),
+    [
+        (req("o\t1", "N1", ("a", 1)), "order_id"),
+        (req("o1", "N1", ("a\nb", 1)), "sku"),
+        (req("o1", "N1", ("", 1)), "sku"),
+        (req("o1", "N\x00", ("a", 1)), "node_id"),
+        (req("o1", "N1", ("a", 0)), "qty"),
+        (req("o1", "N1", ("a", True)), "qty"),
+        (req("o1", "N1", ("a", 1.5)), "qty"),
+        (req("o1", "N1"), "lines"),
+    ],
+)
+def test_unsafe_ids_and_quantities_are_rejected_before_anything_is_sent(
+    ledger: Ledger, redis_client: redis.Redis, request_: ReserveRequest, match: str
+) -> None:
+    with pytest.raises(LedgerInputError, match=match):
+        ledger.reserve([req("fine", "N1", ("a", 1)), request_], DAY)
+    assert redis_client.dbsize() == 0
+
+
+def test_bad_day_kind_version_and_prefix_are_rejected(redis_client: redis.Redis) -> None:
+    ledger = Ledger(redis_client)
+    with pytest.raises(LedgerInputError, match="yyyymmdd"):
+        ledger.reserve([req("o1", "N1", ("a", 1))], "2025-03-01")
+    with pytest.raises(LedgerInputError, match="kind"):
+        ledger.apply_inventory([InventoryUpdate("N1", "a", 1, "recount", 1)])
+    with pytest.raises(LedgerInputError, match="version"):
+        ledger.apply_inventory([InventoryUpdate("N1", "a", -1, "snapshot", 1)])
+    with pytest.raises(LedgerInputError, match="snapshot value"):
+        ledger.apply_inventory([InventoryUpdate("N1", "a", 1, "snapshot", -1)])
+    with pytest.raises(LedgerInputError, match="prefix"):
+        Ledger(redis_client, prefix="a{b}")
+
+
+def test_numpy_integers_and_unicode_ids_are_accepted(ledger: Ledger) -> None:
+    stock_up(ledger, "São Paulo {1}", **{"camisa-ç 'M'": 3})
+    order = req("pedido-ü", "São Paulo {1}", ("camisa-ç 'M'", np.int64(2)))
+    assert ledger.reserve([order], DAY)[0].status == "reserved"
+    assert ledger.reservation("São Paulo {1}", "pedido-ü") == (("camisa-ç 'M'", 2),)
+
+
+def test_scripts_are_reloaded_transparently_after_a_script_flush(
+    ledger: Ledger, redis_client: redis.Redis
+) -> None:
+    stock_up(ledger, "N1", a=2)
+    redis_client.script_flush()  # what a restart of a non-persistent Redis looks like
+    assert ledger.reserve([req("o1", "N1", ("a", 1))], DAY)[0].status == "reserved"
+    redis_client.script_flush()
+    assert ledger.release({"N1": ["o1"]}, DAY) == {("N1", "o1"): "released"}
+
+
+def test_prefixes_keep_deployments_apart(redis_client: redis.Redis) -> None:
+    blue, green = Ledger(redis_client, "blue"), Ledger(redis_client, "green")
+    stock_up(blue, "N1", a=4)
+    assert green.stock("N1", "a") == (0, 0, 0)
+    assert all(k.startswith(b"blue:{n:N1}:") for k in redis_client.scan_iter())
+
+
+def test_decoded_responses_client_gives_the_same_results(redis_url: str) -> None:
+    ledger = Ledger(redis.Redis.from_url(redis_url, decode_responses=True))
+    stock_up(ledger, "N1", a=1)
+    [short] = ledger.reserve([req("o1", "N1", ("a", 2))], DAY)
+    assert (short.short_sku, short.short_atp) == ("a", 1)
+    ledger.reserve([req("o2", "N1", ("a", 1))], DAY)
+    assert ledger.reservation("N1", "o2") == (("a", 1),)
+
+
+def test_utc_day_of_a_wire_timestamp() -> None:
+    assert utc_day(1_700_000_000_000) == "20231114"  # 2023-11-14 22:13:20 UTC
+    assert (utc_day(86_399_999), utc_day(86_400_000)) == ("19700101", "19700102")
+
+
+@pytest.mark.parametrize("node", ["N1", "n:1", "a}b", "{x}", "São Paulo", "}", "{"])
+def test_every_key_of_a_node_hashes_to_one_slot(redis_client: redis.Redis, node: str) -> None:
+    keys = Ledger(redis_client, prefix="fulfil").node_keys(node)
+    assert len({key_slot(k.encode()) for k in keys}) == 1
+    assert all("{n:" in k for k in keys)
+
+
+def test_different_nodes_spread_over_slots(redis_client: redis.Redis) -> None:
+    ledger = Ledger(redis_client)
+    assert len({key_slot(ledger.node_keys(f"N{i}")[0].encode()) for i in range(40)}) > 30
+
+
+# -- connecting -----------------------------------------------------------------------------
+
+def test_redact_hides_passwords_and_secret_query_values() -> None:
+    assert redact("redis://u:p%40ss@h:1/0") == "redis://u:***@h:1/0"
+    assert redact("rediss://:pa/ss#x@h:1") == "rediss://:***@h:1"
+    assert redact("redis+cluster://h:1,h:2?password=x&db=0") == (
+        "redis+cluster://h:1,h:2?password=***&db=0"
+    )
+
+
+def test_connect_errors_never_show_the_password(redis_client: redis.Redis, redis_url: str) -> None:
+    port = redis_url.rsplit(":", 1)[1].split("/")[0]
+    redis_client.acl_setuser("ledger", enabled=True, passwords=["+s3cr@t/pw"], keys="*",
+                             commands=["+@all"])
+    try:
+        ok = connect(f"redis://ledger:s3cr%40t%2Fpw@127.0.0.1:{port}/0")
+        assert ok.ping()
+        ok.close()
+        for url in (f"redis://ledger:wr0ngpass@127.0.0.1:{port}/0",
+                    f"redis://ledger:s3cr@t/pw@127.0.0.1:{port}/0",
+                    f"redis://ledger:wr0ngpass@127.0.0.1:{free_port()}/0"):
+            with pytest.raises((RedisUnavailable, RedisConfigError)) as caught:
+                connect(url)
+            for secret in ("wr0ng", "s3cr", "t/pw"):
+                assert secret not in str(caught.value)
+            assert caught.value.__cause__ is None and "***" in str(caught.value)
+        with pytest.raises(RedisConfigError, match="scheme"):
+            connect("http://u:pw@h")
+    finally:
+        redis_client.acl_deluser("ledger")
+
+
+def _spawn_redis(workdir: Path, *extra: str, port: int = 0) -> tuple[subprocess.Popen, int]:
+    port = port or free_port()
+    proc = subprocess.Popen(
+        [redis_server_bin(), "--port", str(port), "--bind", "127.0.0.1", "--save", "",
+         "--appendonly", "no", "--dir", str(workdir), *extra],
+        stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT, cwd=workdir,
+    )
+    deadline = time.monotonic() + 15
+    while time.monotonic() < deadline:
+        try:
+            socket.create_connection(("127.0.0.1", port), 0.2).close()
+            return proc, port
+        except OSError:
+            time.sleep(0.05)
+    proc.kill()
+    raise RuntimeError(f"redis-server on {port} did not start")
+
+
+def test_connect_over_a_unix_socket(tmp_path: Path) -> None:
+    sock = tmp_path / "r.sock"
+    proc, _ = _spawn_redis(tmp_path, "--unixsocket", str(sock))
+    try:
+        client = connect(f"unix://{sock}?db=0")
+        ledger = Ledger(client)
+        stock_up(ledger, "N1", a=1)
+        assert ledger.reserve([req("o1", "N1", ("a", 1))], DAY)[0].status == "reserved"
+        client.close()
+    finally:
+        proc.terminate()
+        proc.wait(10)
+
+
+# -- a real Redis Cluster -------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def cluster_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """Three cluster-enabled redis-servers joined with redis-cli, no replicas."""
+    cli = shutil.which("redis-cli")
+    if cli is None:
+        pytest.skip("redis-cli is not on PATH: cannot create a Redis Cluster")
+    version = subprocess.run([redis_server_bin(), "--version"], capture_output=True, text=True)
+    major = int(version.stdout.split("v=")[1].split(".")[0])
+    if major < 7:
+        pytest.skip(f"redis-server {major}.x lacks --cluster-port (needed for free bus ports)")
+    workdir = tmp_path_factory.mktemp("cluster")
+    procs, ports = [], []
+    try:
+        for _ in range(3):
+            port = free_port()
+            proc, _ = _spawn_redis(workdir, "--cluster-enabled", "yes", "--cluster-port",
+                                   str(free_port()), "--cluster-config-file", f"nodes-{port}.conf",
+                                   port=port)
+            procs.append(proc)
+            ports.append(port)
+        subprocess.run(
+            [cli, "--cluster", "create", *(f"127.0.0.1:{p}" for p in ports),
+             "--cluster-replicas", "0", "--cluster-yes"],
+            check=True, capture_output=True, timeout=60,
+        )
+        deadline = time.monotonic() + 30
+        while True:
+            states = [redis.Redis(port=p).cluster("info")["cluster_state"] for p in ports]
+            if all(s == "ok" for s in states):
+                break
+            if time.monotonic() > deadline:
+                pytest.fail(f"cluster did not become ok: {states}")
+            time.sleep(0.1)
+        yield f"redis+cluster://127.0.0.1:{ports[0]},127.0.0.1:{ports[1]}"
+    finally:
+        for proc in procs:
+            proc.terminate()
+        for proc in procs:
+            proc.wait(10)
+
+
+def test_ledger_runs_unchanged_on_a_real_redis_cluster(cluster_url: str) -> None:
+    client = connect(cluster_url)
+    ledger = Ledger(client, prefix=f"t{uuid.uuid4().hex[:8]}")
+    nodes = [f"N{i:02d}" for i in range(12)]
+    shards = {client.get_node_from_key(ledger.node_keys(n)[0]).name for n in nodes}
+    assert len(shards) >= 2  # the batch really crosses shards
+    assert ledger.apply_inventory(
+        [InventoryUpdate(n, "a", 1, "snapshot", 2) for n in nodes]
+    ) == ["applied"] * 12
+    results = ledger.reserve([req(f"o-{n}", n, ("a", 2)) for n in nodes]
+                             + [req("late", nodes[0], ("a", 1))], DAY)
+    assert [r.status for r in results] == ["reserved"] * 12 + ["short"]
+    atp, load = ledger.availability(nodes, ["a"], DAY)
+    assert atp.sum() == 0 and load.tolist() == [1] * 12
+    assert ledger.release({n: [f"o-{n}"] for n in nodes[:6]}, DAY) == {
+        (n, f"o-{n}"): "released" for n in nodes[:6]
+    }
+    assert set(ledger.ship({n: [f"o-{n}"] for n in nodes[6:]}).values()) == {"shipped"}
+    split = ledger.reserve_split([req("s1", n, ("a", 1)) for n in nodes[:3]]
+                                 + [req("s1", nodes[7], ("a", 1))], DAY)
+    assert [r.status for r in split] == ["released"] * 3 + ["short"]
+    assert [ledger.stock(n, "a") for n in (nodes[0], nodes[7])] == [(2, 0, 2), (0, 0, 0)]
+    client.script_flush()  # every primary: the next EVALSHA meets NOSCRIPT and reloads
+    assert ledger.reserve([req("o2", nodes[1], ("a", 1))], DAY)[0].status == "reserved"
+    client.close()
+
+
+# -- property: random operation sequences keep the ledger's invariants ----------------------
+
+NODES, SKUS, ORDERS, DAYS = ("A", "B"), ("x", "y"), ("o1", "o2", "o3", "o4"), (DAY, NEXT_DAY)
+lines_st = st.lists(st.tuples(st.sampled_from(SKUS), st.integers(1, 4)), min_size=1, max_size=3)
+
+
+class LedgerModel(RuleBasedStateMachine):
+    """Plain-Python model of the contract in docs/ledger.md, checked against Redis every step."""
+
+    def __init__(self, client: redis.Redis) -> None:
+        super().__init__()
+        client.flushall()
+        self.ledger = Ledger(client)
+        self.oh = dict.fromkeys(((n, s) for n in NODES for s in SKUS), 0)
+        self.version: dict[tuple[str, str], int] = {}
+        self.records: dict[tuple[str, str], tuple[str, dict[str, int]]] = {}
+        self.load = dict.fromkeys(((n, d) for n in NODES for d in DAYS), 0)
+        self.counted_low: set[tuple[str, str]] = set()  # a count went below what was reserved
+
+    def rs(self, node: str, sku: str) -> int:
+        return sum(q.get(sku, 0) for (n, _), (_, q) in self.records.items() if n == node)
+
+    @rule(node=st.sampled_from(NODES), sku=st.sampled_from(SKUS), version=st.integers(0, 8),
+          snapshot=st.booleans(), value=st.integers(-6, 8))
+    def apply(self, node: str, sku: str, version: int, snapshot: bool, value: int) -> None:
+        value = abs(value) if snapshot else value
+        [got] = self.ledger.apply_inventory(
+            [InventoryUpdate(node, sku, version, "snapshot" if snapshot else "delta", value)])
+        if version <= self.version.get((node, sku), -1):
+            assert got == "stale"
+            return
+        self.version[node, sku] = version
+        new = value if snapshot else self.oh[node, sku] + value
+        assert got == ("clamped" if new < 0 else "applied")
+        self.oh[node, sku] = max(new, 0)
+        if self.oh[node, sku] < self.rs(node, sku):
+            self.counted_low.add((node, sku))
+
+    def _try(self, order: str, node: str, lines: list[tuple[str, int]], day: str) -> str:
+        if (node, order) in self.records:
+            return "already"
+        need: dict[str, int] = {}
+        for sku, qty in lines:
+            need[sku] = need.get(sku, 0) + qty
+        for sku, qty in need.items():
+            if self.oh[node, sku] - self.rs(node, sku) < qty:
+                return "short"
+        self.records[node, order] = (day, need)
+        self.load[node, day] += 1
+        return "reserved"
+
+    @rule(batch=st.lists(st.tuples(st.sampled_from(ORDERS), st.sampled_from(NODES), lines_st),
+                         max_size=4), day=st.sampled_from(DAYS))
+    def reserve(self, batch: list, day: str) -> None:
+        got = self.ledger.reserve([req(o, n, *ls) for o, n, ls in batch], day)
+        assert [r.status for r in got] == [self._try(o, n, ls, day) for o, n, ls in batch]
+
+    @rule(order=st.sampled_from(ORDERS), lines=lines_st, day=st.sampled_from(DAYS))
+    def reserve_split(self, order: str, lines: list, day: str) -> None:
+        got = self.ledger.reserve_split([req(order, n, *lines) for n in NODES], day)
+        expected = [self._try(order, n, lines, day) for n in NODES]
+        if "short" in expected:
+            for n, status in zip(NODES, expected, strict=True):
+                if status != "short":
+                    self._release(n, order)
+            expected = ["released" if s != "short" else s for s in expected]
+        assert [r.status for r in got] == expected
+
+    def _release(self, node: str, order: str) -> None:
+        day, _ = self.records.pop((node, order))
+        self.load[node, day] = max(self.load[node, day] - 1, 0)
+
+    @rule(node=st.sampled_from(NODES), orders=st.lists(st.sampled_from(ORDERS), max_size=3),
+          day=st.sampled_from(DAYS))
+    def release(self, node: str, orders: list[str], day: str) -> None:
+        got = self.ledger.release({node: orders}, day)
+        expected = {}
+        for order in dict.fromkeys(orders):
+            expected[node, order] = "released" if (node, order) in self.records else "absent"
+            if (node, order) in self.records:
+                self._release(node, order)
+        assert got == expected
+
+    @rule(node=st.sampled_from(NODES), order=st.sampled_from(ORDERS))
+    def ship(self, node: str, order: str) -> None:
+        got = self.ledger.ship({node: [order]})
+        record = self.records.pop((node, order), None)
+        assert got == {(node, order): "shipped" if record else "absent"}
+        for sku, qty in (record[1] if record else {}).items():
+            self.oh[node, sku] = max(self.oh[node, sku] - qty, 0)
+
+    @invariant()
+    def redis_matches_the_model(self) -> None:
+        atp, load = self.ledger.availability(NODES, SKUS, DAY)
+        assert (atp >= 0).all()
+        assert load.tolist() == [self.load[n, DAY] for n in NODES]
+        for i, node in enumerate(NODES):
+            for j, sku in enumerate(SKUS):
+                oh, rs, _ = self.ledger.stock(node, sku)
+                assert (oh, rs) == (self.oh[node, sku], self.rs(node, sku))
+                assert atp[i, j] == max(oh - rs, 0)
+                assert rs <= oh or (node, sku) in self.counted_low
+            for order in ORDERS:
+                record = self.records.get((node, order))
+                assert self.ledger.reservation(node, order) == (
+                    tuple(record[1].items()) if record else None
+                )
+
+
+def test_random_operation_sequences_keep_the_ledger_invariants(redis_client: redis.Redis) -> None:
+    run_state_machine_as_test(
+        lambda: LedgerModel(redis_client),
+        settings=settings(max_examples=60, stateful_step_count=25, deadline=None),
+    )
