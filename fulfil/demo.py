@@ -34,11 +34,17 @@ def create_topics(bootstrap: str, prefix: str, partitions: int | None = None) ->
 
 
 def start_engine(stack: Stack, prefix: str, processes: int = 1, extra: Sequence[str] = (),
-                 log_dir: Path | None = None) -> list[subprocess.Popen]:
-    """Start the routing flow as `processes` bytewax processes (a cluster when > 1)."""
+                 log_dir: Path | None = None, metrics_port: int | None = None
+                 ) -> list[subprocess.Popen]:
+    """Start the routing flow as `processes` bytewax processes (a cluster when > 1).
+
+    With `metrics_port`, process i serves Prometheus metrics on `metrics_port + i`.
+    """
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     base = [sys.executable, "-m", "fulfil.cli", "run", "--kafka", stack.bootstrap,
             "--redis", stack.redis_url, "--topic-prefix", prefix, *extra]
+    if metrics_port:
+        base += ["--metrics-port", str(metrics_port)]
     addresses = ";".join(f"127.0.0.1:{free_port()}" for _ in range(processes))
     procs = []
     for i in range(processes):
@@ -62,6 +68,39 @@ def stop_engine(procs: Sequence[subprocess.Popen], timeout: float = 15.0) -> Non
         except subprocess.TimeoutExpired:
             p.kill()
             p.wait()
+
+
+def scrape(ports: Sequence[int], name: str) -> float:
+    """Sum of a counter over the engine processes' /metrics endpoints (absent = 0)."""
+    from urllib.request import urlopen
+
+    from prometheus_client.parser import text_string_to_metric_families
+
+    total = 0.0
+    for port in ports:
+        try:
+            with urlopen(f"http://127.0.0.1:{port}/metrics", timeout=2) as resp:
+                text = resp.read().decode()
+        except OSError:
+            continue
+        for family in text_string_to_metric_families(text):
+            for sample in family.samples:
+                if sample.name == name:
+                    total += sample.value
+    return total
+
+
+def wait_inventory_applied(ports: Sequence[int], expected: int, timeout: float = 120.0) -> bool:
+    """Block until the engine processes report `expected` inventory events handled.
+
+    Uses the engine's own Prometheus counters, exactly what an SRE would watch.
+    """
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if scrape(ports, "fulfil_inventory_events_total") >= expected:
+            return True
+        time.sleep(0.2)
+    return False
 
 
 def _panel(stats: TapStats, published: int, elapsed: float, window_s: float = 5.0) -> list[str]:
@@ -92,8 +131,7 @@ def run_demo(duration_s: float = 60.0, rate: float = 2000.0, workers: int = 1) -
     from fulfil.sim.scenario import Scenario
 
     prefix = "fulfil."
-    scenario = Scenario.demo()
-    scenario = Scenario.from_dict({**scenario.to_dict(), "rate": rate, "duration_s": duration_s})
+    scenario = Scenario.demo(rate=rate, duration_s=duration_s)
     tty = sys.stdout.isatty()
     workdir = ROOT / ".demo"
     workdir.mkdir(exist_ok=True)
@@ -101,7 +139,9 @@ def run_demo(duration_s: float = 60.0, rate: float = 2000.0, workers: int = 1) -
     with embedded_stack(workdir) as stack:
         print(f"  broker {stack.bootstrap}   redis {stack.redis_url}   logs {workdir}")
         create_topics(stack.bootstrap, prefix)
-        procs = start_engine(stack, prefix, workers, log_dir=workdir)
+        metrics_port = free_port()
+        ports = [metrics_port + i for i in range(workers)]
+        procs = start_engine(stack, prefix, workers, log_dir=workdir, metrics_port=metrics_port)
         tap = OutputTap(stack.bootstrap, f"{prefix}decisions", f"{prefix}dead-letters",
                         keep_orders=False).start()
         counts = {"orders": 0}
@@ -111,10 +151,15 @@ def run_demo(duration_s: float = 60.0, rate: float = 2000.0, workers: int = 1) -
         def on_tick(stats) -> None:
             counts["orders"] = stats.orders if hasattr(stats, "orders") else counts["orders"]
 
+        def wait_stocked(stats) -> None:
+            print(f"  initial inventory published ({stats.initial_inventory:,} snapshots); "
+                  "waiting for the engine to apply it ...", flush=True)
+            wait_inventory_applied(ports, stats.initial_inventory)
+
         def publisher() -> None:
             try:
                 result["stats"] = publish(stack.bootstrap, scenario, prefix=prefix,
-                                          on_tick=on_tick)
+                                          on_tick=on_tick, before_stream=wait_stocked)
             except Exception as exc:  # shown in the summary, never swallowed
                 result["error"] = exc
             finally:

@@ -209,7 +209,7 @@ def _dispatcher(doc: dict[str, Any]) -> Validator:
     def run(event: Any) -> dict[str, Any]:
         try:
             compiled, check = table[event["type"]]
-        except (KeyError, TypeError, IndexError):  # no/unknown/unhashable type, or not an object
+        except (KeyError, TypeError):  # no/unknown/unhashable type, or not an object
             raise _envelope_error(event, variants) from None
         try:
             compiled(event)

@@ -202,8 +202,13 @@ def publish(
     stop: threading.Event | None = None,
     network: Network | None = None,
     catalogue: Catalogue | None = None,
+    before_stream: Callable[[PublishStats], None] | None = None,
 ) -> PublishStats:
     """Send the scenario's initial inventory, then its paced event stream; return the counts.
+
+    ``before_stream`` runs once the initial inventory is delivered and before the first order:
+    the demo and benchmarks use it to wait until the engine has applied that inventory, so the
+    first orders do not meet an empty ledger.
 
     ``network`` defaults to the shipped one, ``catalogue`` to the scenario's seeded subset.
     ``on_tick`` runs after every tick with the live stats (keep it cheap). Setting ``stop``
@@ -222,25 +227,29 @@ def publish(
     if stats.initial_inventory:
         sender.count(inv.value, InventoryEventType.SNAPSHOT.value, stats.initial_inventory)
     sender.finish()  # the ledger must be stocked before the first order arrives
+    if before_stream is not None:
+        before_stream(stats)
 
-    stats.start_ms = _now_ms()
-    workload = Workload(network, catalogue, scenario, start_ms=stats.start_ms)
+    workload = Workload(network, catalogue, scenario)
     stats.target_rate = workload.total_orders / scenario.duration_s
+    t0 = time.monotonic()  # offset 0 of the stream, on both clocks
+    stats.start_ms = _now_ms()
+    workload.anchor(stats.start_ms)
     stats.ground_truth = workload.ground_truth()
     try:
-        _paced(workload, sender, on_tick, stop)
+        _paced(workload, sender, t0, on_tick, stop)
     finally:
         sender.finish()
     return stats
 
 
-def _paced(workload: Workload, sender: _Sender, on_tick: Callable[[PublishStats], None] | None,
+def _paced(workload: Workload, sender: _Sender, t0: float,
+           on_tick: Callable[[PublishStats], None] | None,
            stop: threading.Event | None) -> None:  # fmt: skip
     """The tick loop: produce what fell due, catching up by at most MAX_CATCHUP_TICKS ticks."""
     stats, names, produce, poll = sender.stats, sender.names, sender.produce, sender.producer.poll
     duration = workload.scenario.duration_s
     step_max = MAX_CATCHUP_TICKS * TICK_S
-    t0 = time.monotonic()
     t = 0.0
     while t < duration:
         if stop is not None and stop.is_set():

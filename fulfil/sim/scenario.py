@@ -22,6 +22,7 @@ import numpy as np
 __all__ = [
     "HOURLY_RHYTHM",
     "INVALID_KINDS",
+    "Arrivals",
     "CarrierOutage",
     "Disruption",
     "LaneDelay",
@@ -90,10 +91,6 @@ class Disruption:
             return cls(**body)
         except TypeError as exc:
             raise ScenarioError(f"disruptions[] of kind {kind!r}: {exc}") from None
-
-    def active(self, t_s: float) -> bool:
-        end = getattr(self, "end_s", None)
-        return getattr(self, "start_s", 0.0) <= t_s and (end is None or t_s < end)
 
 
 @dataclass(frozen=True, slots=True)
@@ -233,21 +230,29 @@ class Scenario:
                 raise ScenarioError(f"scenario.disruptions[{i}]: bad surge {d!r}")
             if isinstance(d, StockOut) and d.sku_rank < 1:
                 raise ScenarioError(f"scenario.disruptions[{i}].sku_rank: 1 is the top sku")
+            if isinstance(d, StockOut) and isinstance(d.nodes, str) and d.nodes != "all":
+                parts = d.nodes.split(":")
+                if len(parts) != 3 or parts[0] != "nearest" or not parts[2].isdigit():
+                    raise ScenarioError(f"scenario.disruptions[{i}].nodes: expected a tuple of "
+                                        f"ids, 'all' or 'nearest:<REGION>:<k>'; got {d.nodes!r}")
 
     # ------------------------------------------------------------ presets
 
     @classmethod
     def demo(cls, **overrides: Any) -> Scenario:
-        """The `make demo` day: 60 s at 2,000 orders/s, one minute covering a whole day.
+        """The `make demo` day: 60 s averaging 2,000 orders/s, the run covering one whole day.
 
-        Scripted: correios stops delivering to RJ from t=20 s to t=40 s, the #1 sku runs out at
-        the 3 warehouses nearest to SP at t=30 s, and a 2x live-stream surge runs t=45..50 s.
+        The rate follows the day from local midnight (≈0.1x at 3-5h, ≈1.6x at 11h and 21h), so
+        the demo shows a quiet night and two peaks. Scripted: correios stops delivering to RJ
+        from t=20 s to t=40 s, the #1 sku runs out at the 3 warehouses nearest to SP at t=30 s,
+        and a 2x live-stream surge runs t=45..50 s. A ``duration_s`` override still spans a day
+        unless ``time_scale`` is given too.
         """
+        overrides.setdefault("time_scale", 86_400 / overrides.get("duration_s", 60.0))
         base = cls(
             rate=2_000.0,
             duration_s=60.0,
             daily_rhythm=True,
-            time_scale=86_400 / 60,
             disruptions=(
                 CarrierOutage("correios", "RJ", start_s=20.0, end_s=40.0),
                 StockOut(sku_rank=1, nodes="nearest:SP:3", start_s=30.0),
@@ -277,6 +282,27 @@ class Scenario:
             frac, h = hour - lo, lo.astype(np.int64)
             out = _RHYTHM[h % 24] * (1 - frac) + _RHYTHM[(h + 1) % 24] * frac
         return float(out) if out.ndim == 0 else out
+
+    def channel_factors(self, t: np.ndarray) -> np.ndarray:
+        """f8[len(t), C]: each channel's surge multiplier at offsets ``t`` (channel_mix order)."""
+        channels = [c for c, _ in self.channel_mix]
+        f = np.ones((len(t), len(channels)))
+        for s in self.disruptions:
+            if isinstance(s, Surge):
+                on = (t >= s.start_s) & (t < (math.inf if s.end_s is None else s.end_s))
+                if s.channel is None:
+                    f[on] *= s.factor
+                else:
+                    f[on, channels.index(s.channel)] *= s.factor
+        return f
+
+    def rate_at(self, t: np.ndarray) -> np.ndarray:
+        """Offered orders/s at offsets ``t``: rate x rhythm x the share-weighted surge factors."""
+        lam = self.rate * self.rhythm_at(t)
+        if any(isinstance(d, Surge) for d in self.disruptions):
+            shares = np.array([p for _, p in self.channel_mix])
+            lam = lam * (self.channel_factors(t) * shares).sum(axis=1)
+        return lam
 
     # ------------------------------------------------------------ (de)serialisation
 
@@ -308,3 +334,31 @@ class Scenario:
             if name in kwargs:
                 kwargs[name] = tuple(kwargs[name])
         return cls(**kwargs)
+
+
+class Arrivals:
+    """When each order of a scenario is due: order ``n`` at Λ⁻¹(n), where Λ(t) is the
+    cumulative offered rate (`Scenario.rate_at`) integrated on a fine grid.
+
+    Evenly spaced in Λ rather than Poisson, so the offered rate is exact in every window (a
+    benchmark's input is then not noisier than what it measures) and the stream does not
+    depend on how the publisher cuts its windows.
+    """
+
+    def __init__(self, scenario: Scenario) -> None:
+        dur = scenario.duration_s
+        steps = max(1, math.ceil(dur / max(0.001, dur / 200_000)))
+        self._t = np.linspace(0.0, dur, steps + 1)
+        lam = scenario.rate_at((self._t[:-1] + self._t[1:]) / 2) * np.diff(self._t)
+        self._n = np.concatenate(([0.0], np.cumsum(lam)))
+        self.duration_s = dur
+        self.total = self.count_before(dur)
+
+    def count_before(self, t: float) -> int:
+        """How many orders are due strictly before offset ``t``."""
+        t = min(max(t, 0.0), self.duration_s)
+        return math.ceil(float(np.interp(t, self._t, self._n)) - 1e-6)
+
+    def times(self, n0: int, n1: int) -> np.ndarray:
+        """Due offsets (s) of orders ``n0 .. n1-1``."""
+        return np.interp(np.arange(n0, n1, dtype=np.float64), self._n, self._t)

@@ -11,6 +11,10 @@ Determinism: order ``n`` is due when the cumulative offered rate reaches ``n`` a
 comes from a block RNG seeded by ``(seed, n // BLOCK)``, so a seed fixes the whole stream however
 the windows are cut. Stateful parts (inventory versions, follow-up cancels) require contiguous
 windows, which `events_at` enforces.
+
+Follow-ups (``order.address_changed`` 0.5-10 s, ``order.cancelled`` 1-20 s after their order)
+that would fall after the end of the run are not sent, so short runs carry fewer of them than the
+configured rates; every one refers to an order sent earlier in the stream.
 """
 
 from __future__ import annotations
@@ -22,8 +26,8 @@ from typing import Any, NamedTuple
 import numpy as np
 import orjson
 
-from fulfil.sim.catalogue import Catalogue, resolve_nodes, stock_plan
-from fulfil.sim.scenario import CarrierOutage, LaneDelay, Scenario, StockOut, Surge
+from fulfil.sim.catalogue import Catalogue, initial_inventory, resolve_nodes, stock_plan
+from fulfil.sim.scenario import Arrivals, CarrierOutage, LaneDelay, Scenario, StockOut, Surge
 from operators.network import Network
 from schemas.enums import CarrierEventType, InventoryEventType, LaneStatus, OrderEventType
 from schemas.topics import TopicName, key_for
@@ -32,6 +36,7 @@ __all__ = [
     "OCCURRED_AT_TAIL",
     "SimEvent",
     "Workload",
+    "initial_inventory",
     "invalid_tag",
     "stamp",
 ]
@@ -96,8 +101,9 @@ class Workload:
     """The event stream of one scenario run, generated window by window.
 
     ``start_ms`` anchors offsets to the wall clock for timestamps inside the events
-    (promised_by, valid_until) and for `ground_truth`; the publisher passes the instant its
-    paced stream starts. The default (the scenario's sim start) keeps tests deterministic.
+    (promised_by, valid_until) and for `ground_truth`; the publisher sets it (`anchor`) to the
+    instant its paced stream starts. The default (the scenario's sim start) keeps tests
+    deterministic.
     """
 
     def __init__(
@@ -140,8 +146,8 @@ class Workload:
         ]  # fmt: skip
         self._single_line = [[[d] for d in per_q] for per_q in self._line_cache[0]]
         self._index_prefixes()
-        self._surges = [d for d in sc.disruptions if isinstance(d, Surge)]
-        self._build_intensity()
+        self._surges = any(isinstance(d, Surge) for d in sc.disruptions)
+        self.arrivals = Arrivals(scenario)
         self._plan = stock_plan(network, catalogue, scenario)
         self._versions: dict[tuple[int, int], int] = dict.fromkeys(self._plan, 1)
         self._out: set[tuple[int, int]] = set()
@@ -154,44 +160,16 @@ class Workload:
         self._n_next = 0
         self._ids = {"i": 0, "l": 0}
 
-    # ------------------------------------------------------------ rate and arrival times
+    # ------------------------------------------------------------ arrivals
 
-    def _rate_grid(self, t: np.ndarray) -> np.ndarray:
-        """Offered orders/s at offsets ``t`` (rhythm x channel-weighted surge factors)."""
-        lam = self.scenario.rate * self.scenario.rhythm_at(t)
-        if self._surges:
-            lam *= (self._channel_factors(t) * self._channel_p).sum(axis=1)
-        return lam
-
-    def _channel_factors(self, t: np.ndarray) -> np.ndarray:
-        """f8[len(t), C]: each channel's surge multiplier at offsets ``t``."""
-        f = np.ones((len(t), len(self._channels)))
-        for s in self._surges:
-            on = (t >= s.start_s) & (t < (math.inf if s.end_s is None else s.end_s))
-            if s.channel is None:
-                f[on] *= s.factor
-            else:
-                f[on, self._channels.index(s.channel)] *= s.factor
-        return f
-
-    def _build_intensity(self) -> None:
-        """Cumulative expected orders Λ(t) on a fine grid; order n is due at Λ⁻¹(n)."""
-        dur = self.scenario.duration_s
-        steps = max(1, math.ceil(dur / max(0.001, dur / 200_000)))
-        self._grid_t = np.linspace(0.0, dur, steps + 1)
-        mid = (self._grid_t[:-1] + self._grid_t[1:]) / 2
-        lam = self._rate_grid(mid) * np.diff(self._grid_t)
-        self._grid_n = np.concatenate(([0.0], np.cumsum(lam)))
-        self.total_orders = self._count_before(dur)
-
-    def _count_before(self, t: float) -> int:
-        """How many orders are due strictly before offset ``t``."""
-        t = min(max(t, 0.0), self.scenario.duration_s)
-        return math.ceil(float(np.interp(t, self._grid_t, self._grid_n)) - 1e-6)
+    @property
+    def total_orders(self) -> int:
+        """Orders (valid and invalid) the whole run offers."""
+        return self.arrivals.total
 
     def expected_orders(self, t0: float, t1: float) -> int:
         """Orders (valid and invalid) due in ``[t0, t1)``: the target a publisher must offer."""
-        return self._count_before(t1) - self._count_before(t0)
+        return self.arrivals.count_before(t1) - self.arrivals.count_before(t0)
 
     # ------------------------------------------------------------ random draws per block
 
@@ -227,9 +205,9 @@ class Workload:
         ]  # fmt: skip
         change = np.where(u[:, 7] < sc.address_change_rate, 0.5 + 9.5 * u[:, 8], -1.0)
         # Arrival times, channel mix at those times and promises: vectorized for the block.
-        ts = np.interp(np.arange(b * n, (b + 1) * n, dtype=np.float64), self._grid_n, self._grid_t)
+        ts = self.arrivals.times(b * n, (b + 1) * n)
         if self._surges:
-            p = self._channel_factors(ts) * self._channel_p
+            p = sc.channel_factors(ts) * self._channel_p
             cdf = np.cumsum(p / p.sum(axis=1, keepdims=True), axis=1)
         else:
             cdf = self._channel_cdf[None, :]
@@ -438,18 +416,17 @@ class Workload:
 
     def _lane_disruption(self, t: float, t_ms: int, what: str,
                          d: CarrierOutage | LaneDelay) -> tuple[float, SimEvent]:  # fmt: skip
+        """The lane.status of a scripted outage/delay at its start, or "normal" at its end."""
         if what == "end":
-            return self._lane(t, d.carrier, LaneStatus.NORMAL.value, dest_region=d.dest_region,
-                              delay_hours=0, capacity_factor=1.0, reason="scripted-recovery")
-        extra: dict[str, Any] = {}
-        if d.end_s is not None:
-            extra["valid_until"] = self.start_ms + int(d.end_s * 1000)
-        if isinstance(d, CarrierOutage):
-            return self._lane(t, d.carrier, LaneStatus.OUTAGE.value, dest_region=d.dest_region,
-                              delay_hours=0, capacity_factor=0.0, reason="scripted-outage", **extra)
-        return self._lane(t, d.carrier, LaneStatus.DELAYED.value, dest_region=d.dest_region,
-                          delay_hours=d.delay_hours, capacity_factor=1.0, reason="scripted-delay",
-                          **extra)  # fmt: skip
+            status, factor, delay, reason = LaneStatus.NORMAL, 1.0, 0.0, "scripted-recovery"
+        elif isinstance(d, CarrierOutage):
+            status, factor, delay, reason = LaneStatus.OUTAGE, 0.0, 0.0, "scripted-outage"
+        else:
+            status, factor, delay, reason = LaneStatus.DELAYED, 1.0, d.delay_hours, "scripted-delay"
+        extra = {} if what == "end" or d.end_s is None else {
+            "valid_until": self.start_ms + int(d.end_s * 1000)}  # fmt: skip
+        return self._lane(t, d.carrier, status.value, dest_region=d.dest_region, delay_hours=delay,
+                          capacity_factor=factor, reason=reason, **extra)  # fmt: skip
 
     def _restock(self, t: float, k: int, out: list[tuple[float, SimEvent]]) -> None:
         """Receipts for popular-weighted node x sku pairs (never for a pair that is stocked out)."""
@@ -469,6 +446,13 @@ class Workload:
 
     # ------------------------------------------------------------ public
 
+    def anchor(self, start_ms: int) -> None:
+        """Pin offset 0 to the wall clock ``start_ms``; only before the first `events_at`
+        (the publisher builds the workload first, then anchors it at its first tick)."""
+        if self._cursor > 0 or self._blocks:
+            raise RuntimeError("Workload.anchor: events were already generated")
+        self.start_ms = int(start_ms)
+
     def events_at(self, t0: float, t1: float) -> list[SimEvent]:
         """Every event due in ``[t0, t1)``, in due order; windows must be contiguous."""
         if abs(t0 - self._cursor) > 1e-9:
@@ -477,7 +461,7 @@ class Workload:
         t1 = min(max(t1, t0), self.scenario.duration_s)
         self._cursor = t1
         out: list[tuple[float, SimEvent]] = []
-        n1 = self._count_before(t1)
+        n1 = self.arrivals.count_before(t1)
         self._orders(self._n_next, n1, out)
         self._n_next = max(self._n_next, n1)
         self._follow_ups(t1, out)

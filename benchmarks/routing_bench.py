@@ -1,0 +1,247 @@
+"""Routing benchmark: orders/s and event-to-decision latency, next to passthroughs in the same run.
+
+    python benchmarks/routing_bench.py [--preload 200000] [--rate 5000] [--seconds 15]
+                                       [--processes 1] [--skip-plain]
+
+One embedded broker and Redis for the whole run; fresh topics for every measurement (the broker's
+fetch cost grows with the batches a partition holds, see ../shared/PERFORMANCE-NOTES.md). For each
+pipeline — plain confluent-kafka consume->produce loop, bytewax passthrough with fulfil's own
+connectors, and the routing flow (`fulfil run`, 1-3 line orders, 40 nodes, 3 carriers x 2
+services, Redis reservations included) — it measures:
+
+- throughput: N orders preloaded, then the pipeline started; rate = N / (last output - first
+  output), as seen by a consumer of the output topic;
+- latency at a fixed offered rate: orders stamped with the wall clock at produce time, latency =
+  receive time at the output consumer - that stamp; the first second is dropped as warm-up.
+
+Prints figures; asserts nothing (speed is checked here, never in tests).
+"""
+
+from __future__ import annotations
+
+import argparse
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+import numpy as np  # noqa: E402
+import orjson  # noqa: E402
+from confluent_kafka import OFFSET_BEGINNING, Consumer, Producer, TopicPartition  # noqa: E402
+
+from dataflows.connectors import ensure_topics, list_partitions  # noqa: E402
+from fulfil.demo import (  # noqa: E402
+    create_topics,
+    start_engine,
+    stop_engine,
+    wait_inventory_applied,
+)
+from fulfil.infra import Stack, embedded_stack, free_port  # noqa: E402
+from fulfil.sim.catalogue import initial_inventory, load_catalogue  # noqa: E402
+from fulfil.sim.scenario import Scenario  # noqa: E402
+from fulfil.sim.workload import Workload, stamp  # noqa: E402
+from operators.network import load_default  # noqa: E402
+
+PARTITIONS = 4
+METRICS_PORT = free_port()
+
+
+def order_templates(n: int, seed: int = 11) -> list[tuple[bytes, bytes]]:
+    """n valid order.created templates (key, value-without-timestamp) from the simulator."""
+    sc = Scenario.steady(rate=20_000.0, duration_s=n / 20_000.0 + 1.0, seed=seed,
+                         cancel_rate=0.0, address_change_rate=0.0, invalid_rate=0.0,
+                         stock_horizon_s=3_600.0)
+    net = load_default()
+    cat = load_catalogue(sc.sku_count, sc.seed, zipf_s=sc.zipf_s)
+    wl = Workload(net, cat, sc)
+    out: list[tuple[bytes, bytes]] = []
+    t = 0.0
+    while len(out) < n:
+        for ev in wl.events_at(t, t + 1.0):
+            if ev.tag == "order.created":
+                out.append((ev.key.encode(), ev.value))
+        t += 1.0
+    return out[:n]
+
+
+def stock_events(seed: int = 11) -> list[tuple[bytes, bytes]]:
+    sc = Scenario.steady(rate=20_000.0, duration_s=60.0, seed=seed, stock_horizon_s=3_600.0)
+    net = load_default()
+    cat = load_catalogue(sc.sku_count, sc.seed, zipf_s=sc.zipf_s)
+    return [(f'{e["node_id"]}|{e["sku"]}'.encode(), orjson.dumps(e))
+            for e in initial_inventory(net, cat, sc)]
+
+
+def produce_all(bootstrap: str, topic: str, items: list[tuple[bytes, bytes]]) -> None:
+    p = Producer({"bootstrap.servers": bootstrap, "linger.ms": 20, "batch.num.messages": 10000})
+    now = int(time.time() * 1000)
+    for k, v in items:
+        while True:
+            try:
+                p.produce(topic, stamp(v, now) if v.endswith(b":") else v, k)
+                break
+            except BufferError:
+                p.poll(0.05)
+    assert p.flush(60) == 0
+
+
+def paced(bootstrap: str, topic: str, items: list[tuple[bytes, bytes]], rate: float) -> None:
+    """Produce at `rate`/s in 5 ms ticks, stamping each order with the wall clock."""
+    p = Producer({"bootstrap.servers": bootstrap, "linger.ms": 5})
+    t0 = time.monotonic()
+    i = 0
+    while i < len(items):
+        due = min(len(items), int((time.monotonic() - t0) * rate))
+        now = int(time.time() * 1000)
+        while i < due:
+            k, v = items[i]
+            p.produce(topic, stamp(v, now), k)
+            i += 1
+        p.poll(0)
+        time.sleep(0.005)
+    p.flush(30)
+
+
+class Tap:
+    """Counts output messages and their latency (event time read by `event_time`)."""
+
+    def __init__(self, bootstrap: str, topic: str, event_time) -> None:
+        self.recv: list[float] = []
+        self.lat: list[float] = []
+        self._stop = threading.Event()
+        self._event_time = event_time
+        c = Consumer({"bootstrap.servers": bootstrap, "group.id": "bench",
+                      "enable.auto.commit": "false", "fetch.wait.max.ms": "25"})
+        c.assign([TopicPartition(t, p, OFFSET_BEGINNING)
+                  for t, p in list_partitions({"bootstrap.servers": bootstrap}, [topic])])
+        self._c = c
+        self._t = threading.Thread(target=self._run, daemon=True)
+        self._t.start()
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            msgs = self._c.consume(5000, 0.05)
+            now = time.time() * 1000.0
+            for m in msgs:
+                if m.error() is None:
+                    self.recv.append(now)
+                    self.lat.append(now - self._event_time(m.value()))
+
+    def wait(self, n: int, timeout: float) -> bool:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline and len(self.recv) < n:
+            time.sleep(0.05)
+        return len(self.recv) >= n
+
+    def close(self) -> None:
+        self._stop.set()
+        self._t.join(5)
+        self._c.close()
+
+
+def _order_time(v: bytes) -> float:
+    return float(orjson.loads(v)["occurred_at"])
+
+
+def _decision_time(v: bytes) -> float:
+    return float(orjson.loads(v)["timings"]["event_time"])
+
+
+def start_passthrough(kind: str, stack: Stack, src: str, dst: str, log: Path) -> list:
+    argv = [sys.executable, str(ROOT / "benchmarks" / "passthrough.py"), kind, stack.bootstrap,
+            src, dst]
+    return [subprocess.Popen(argv, stdout=open(log, "wb"), stderr=subprocess.STDOUT)]  # noqa: SIM115
+
+
+def measure(name: str, stack: Stack, run: int, start, orders, rate: float, seconds: float,
+            processes: int) -> dict:
+    """Throughput on a preloaded topic, then latency at `rate` on fresh topics."""
+    res = {"name": name}
+    for phase in ("throughput", "latency"):
+        prefix = f"b{run}{phase[0]}-{name}."
+        src, dst = f"{prefix}orders", f"{prefix}decisions" if name == "routing" else f"{prefix}out"
+        if name == "routing":
+            create_topics(stack.bootstrap, prefix, PARTITIONS)
+            produce_all(stack.bootstrap, f"{prefix}inventory", stock_events())
+        else:
+            ensure_topics({"bootstrap.servers": stack.bootstrap}, {src: PARTITIONS, dst: PARTITIONS})
+        items = orders if phase == "throughput" else orders[: int(rate * seconds)]
+        if phase == "throughput":
+            produce_all(stack.bootstrap, src, items)
+        tap = Tap(stack.bootstrap, dst, _decision_time if name == "routing" else _order_time)
+        procs = start(stack, prefix, src, dst)
+        try:
+            if name == "routing":
+                ports = [METRICS_PORT + i for i in range(processes)]
+                wait_inventory_applied(ports, len(stock_events()), timeout=120)
+            else:
+                time.sleep(3.0)  # start-up
+            if phase == "latency":
+                # warm-up traffic so imports/JIT are done before measuring
+                paced(stack.bootstrap, src, orders[-2000:], 1000.0)
+                tap.wait(2000, 60)
+                base = len(tap.recv)
+                paced(stack.bootstrap, src, items, rate)
+                ok = tap.wait(base + len(items), 60)
+                lat = np.array(tap.lat[base:])
+                recv = np.array(tap.recv[base:])
+                keep = lat[recv >= recv.min() + 1000.0] if lat.size else lat
+                res.update(lat_n=int(keep.size), complete=ok,
+                           p50=float(np.percentile(keep, 50)), p99=float(np.percentile(keep, 99)),
+                           max=float(keep.max()))
+            else:
+                ok = tap.wait(len(items), 300)
+                recv = np.array(tap.recv)
+                res.update(throughput=len(recv) / max(1e-3, (recv.max() - recv.min()) / 1000.0),
+                           thr_complete=ok)
+        finally:
+            stop_engine(procs)
+            tap.close()
+    return res
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--preload", type=int, default=200_000)
+    ap.add_argument("--rate", type=float, default=5_000.0)
+    ap.add_argument("--seconds", type=float, default=15.0)
+    ap.add_argument("--processes", type=int, default=1)
+    ap.add_argument("--skip-plain", action="store_true")
+    args = ap.parse_args()
+    print(f"generating {args.preload:,} orders from the simulator ...", flush=True)
+    orders = order_templates(max(args.preload, int(args.rate * args.seconds) + 2000))
+    with tempfile.TemporaryDirectory() as tmp, embedded_stack(Path(tmp)) as stack:
+        logs = Path(tmp)
+        pipelines = []
+        if not args.skip_plain:
+            pipelines.append(("plain", lambda s, pre, a, b: start_passthrough(
+                "plain", s, a, b, logs / f"{pre}log")))
+        pipelines.append(("bytewax", lambda s, pre, a, b: start_passthrough(
+            "bytewax", s, a, b, logs / f"{pre}log")))
+        pipelines.append(("routing", lambda s, pre, a, b: start_engine(
+            s, pre, args.processes, log_dir=logs, metrics_port=METRICS_PORT)))
+        results = []
+        for i, (name, start) in enumerate(pipelines):
+            print(f"measuring {name} ...", flush=True)
+            results.append(measure(name, stack, i, start, orders[: args.preload], args.rate,
+                                   args.seconds, args.processes))
+        print()
+        print(f"{'pipeline':10s} {'orders/s':>10s} {'p50 ms':>8s} {'p99 ms':>8s} {'max ms':>8s}"
+              f"   (latency at {args.rate:,.0f}/s offered, {args.seconds:.0f} s)")
+        for r in results:
+            print(f"{r['name']:10s} {r['throughput']:10,.0f} {r['p50']:8.1f} {r['p99']:8.1f} "
+                  f"{r['max']:8.1f}" + ("" if r["complete"] and r["thr_complete"] else "  INCOMPLETE"))
+        by = {r["name"]: r for r in results}
+        if "bytewax" in by:
+            print(f"\nrouting / bytewax passthrough throughput: "
+                  f"{by['routing']['throughput'] / by['bytewax']['throughput']:.0%}; "
+                  f"p99 gap {by['routing']['p99'] - by['bytewax']['p99']:+.1f} ms")
+
+
+if __name__ == "__main__":
+    main()
