@@ -15,16 +15,16 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from confluent_kafka import OFFSET_BEGINNING, Consumer, Producer, TopicPartition  # noqa: E402
+from confluent_kafka import OFFSET_BEGINNING, Consumer, Producer, TopicPartition
 
-from dataflows.connectors import (  # noqa: E402
+from dataflows.connectors import (
     KafkaSink,
     KafkaSource,
     OutMessage,
     RawMessage,
     list_partitions,
 )
-from fulfil.config import Config  # noqa: E402
+from fulfil.config import Config
 
 
 def bytewax_passthrough(bootstrap: str, src: str, dst: str) -> None:

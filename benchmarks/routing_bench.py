@@ -155,7 +155,7 @@ def _decision_time(v: bytes) -> float:
 def start_passthrough(kind: str, stack: Stack, src: str, dst: str, log: Path) -> list:
     argv = [sys.executable, str(ROOT / "benchmarks" / "passthrough.py"), kind, stack.bootstrap,
             src, dst]
-    return [subprocess.Popen(argv, stdout=open(log, "wb"), stderr=subprocess.STDOUT)]  # noqa: SIM115
+    return [subprocess.Popen(argv, stdout=open(log, "wb"), stderr=subprocess.STDOUT)]
 
 
 def measure(name: str, stack: Stack, run: int, start, orders, rate: float, seconds: float,
@@ -169,7 +169,8 @@ def measure(name: str, stack: Stack, run: int, start, orders, rate: float, secon
             create_topics(stack.bootstrap, prefix, PARTITIONS)
             produce_all(stack.bootstrap, f"{prefix}inventory", stock_events())
         else:
-            ensure_topics({"bootstrap.servers": stack.bootstrap}, {src: PARTITIONS, dst: PARTITIONS})
+            ensure_topics({"bootstrap.servers": stack.bootstrap},
+                          {src: PARTITIONS, dst: PARTITIONS})
         items = orders if phase == "throughput" else orders[: int(rate * seconds)]
         if phase == "throughput":
             produce_all(stack.bootstrap, src, items)
@@ -235,7 +236,8 @@ def main() -> None:
               f"   (latency at {args.rate:,.0f}/s offered, {args.seconds:.0f} s)")
         for r in results:
             print(f"{r['name']:10s} {r['throughput']:10,.0f} {r['p50']:8.1f} {r['p99']:8.1f} "
-                  f"{r['max']:8.1f}" + ("" if r["complete"] and r["thr_complete"] else "  INCOMPLETE"))
+                  f"{r['max']:8.1f}"
+                  + ("" if r["complete"] and r["thr_complete"] else "  INCOMPLETE"))
         by = {r["name"]: r for r in results}
         if "bytewax" in by:
             print(f"\nrouting / bytewax passthrough throughput: "

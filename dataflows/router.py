@@ -41,11 +41,15 @@ from operators.orders import (
 from operators.planner import Plan, Planner, Unroutable
 from schemas.errors import ValidationError
 from schemas.validation import decode_and_validate
+from state.availability import AvailabilityCache
 from state.lanes import LaneBoard
 from state.ledger import Ledger, ReserveRequest
 from state.orderbook import OrderBook
 
 MAX_RACE_ROUNDS = 3
+_ROUTED = metrics.DECISIONS.labels(status="routed")
+_UNROUTABLE = metrics.DECISIONS.labels(status="unroutable")
+_LATENCY = metrics.EVENT_TO_DECISION
 Out = tuple[str, OutMessage]
 
 
@@ -94,6 +98,7 @@ class Router:
         self.lanes = LaneBoard(client, config.redis_prefix, config.lane_refresh_ms)
         self.planner = Planner(network, config)
         self.node_ids = [n.id for n in network.nodes]
+        self.stock = AvailabilityCache(self.ledger, self.node_ids, config.availability_ttl_ms)
         self.decisions_topic = config.topic("decisions")
         self.dlq_topic = config.topic("dead-letters")
         self._lane_version = -1
@@ -158,8 +163,9 @@ class Router:
                 out.append(self._dead(raw, "route-orders", "unknown-order",
                                       f"{kind} for {oid!r}: {why}", now, "order_id"))
             else:
-                for node in rec.reservations:
+                for node, lines in rec.reservations.items():
                     releases.setdefault(node, []).append(oid)
+                    self.stock.invalidate(sku for sku, _ in lines)
                 if kind == "order.cancelled":
                     cancels.append((raw, ev, rec))
                 else:
@@ -230,7 +236,8 @@ class Router:
         lanes = self._lane_health(now)
         for round_no in range(MAX_RACE_ROUNDS):
             prep = self.planner.prepare([p.order for p in pending])
-            atp, load = self.ledger.availability(self.node_ids, prep.skus, day)
+            # Round 0 may use the optimistic cache; re-plans after a lost race read fresh.
+            atp, load = self.stock.get(prep.skus, day, fresh=round_no > 0)
             plans = self.planner.plan(prep, atp, load, lanes, now)
             decided: dict[str, tuple[_Pending, Plan | Unroutable, bytes]] = {}
             records: dict[str, bytes] = {}
@@ -245,6 +252,11 @@ class Router:
                 )
             self.book.put_many(records)  # before reserving: see module docstring
             results = self.ledger.reserve(requests, day) if requests else []
+            for req, res in zip(requests, results, strict=True):
+                if res.status == "reserved":
+                    self.stock.reserved(req.node_id, req.lines)
+                elif res.status == "short" and res.short_sku is not None:
+                    self.stock.invalidate((res.short_sku,))
             lost = {r.order_id for r in results if r.status == "short"}
             if lost:
                 self._compensate(results, lost, day)
@@ -285,12 +297,12 @@ class Router:
         oid = p.order.order_id
         out = [self._decision(oid, payload)]
         if isinstance(plan, Unroutable):
-            metrics.DECISIONS.labels(status="unroutable").inc()
+            _UNROUTABLE.inc()
             out.append(self._dead(p.raw, "route-orders", "unroutable",
                                   f"order {oid!r} cannot be routed: {plan.reason}", now))
         else:
-            metrics.DECISIONS.labels(status="routed").inc()
-        metrics.EVENT_TO_DECISION.observe(max(0, now - int(p.event["occurred_at"])) / 1000.0)
+            _ROUTED.inc()
+        _LATENCY.observe(max(0, now - p.event["occurred_at"]) / 1000.0)
         return out
 
     def _compensate(self, results: list[Any], orders: set[str], day: str) -> None:

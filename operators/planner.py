@@ -26,7 +26,7 @@ from operators.candidates import (
 )
 from operators.network import Network
 from operators.orders import OrderData
-from operators.scoring import Weights, score_batch
+from operators.scoring import Feature, Weights, score_batch
 
 MS_PER_DAY = 86_400_000
 MS_PER_HOUR = 3_600_000
@@ -85,6 +85,9 @@ class Planner:
             max_nodes=config.max_nodes, max_splits=config.max_splits,
             enforce_capacity=config.enforce_capacity,
         )
+        self._express = [svc.level == "express" for svc in network.services]
+        self._node_region = network.node_region.tolist()
+        self._any_delay = False
 
     def prepare(self, orders: Sequence[OrderData]) -> Prepared:
         rows: list[tuple[Any, ...]] = []
@@ -109,15 +112,17 @@ class Planner:
         full: BatchInput = prep.batch.with_stock(atp, load)
         cands = build_candidates(full, self.arrays, lanes, now_ms, self.params)
         scores, best, second = score_batch(cands.X, cands.offsets, cands.mask, self.weights)
+        best_l, second_l = best.tolist(), second.tolist()
+        self._any_delay = bool(lanes.delay_hours.any())
         for order, row in zip(prep.orders, prep.index, strict=True):
             if row < 0:
                 out.append(Unroutable("unknown-destination"))
                 continue
-            b = int(best[row])
+            b = best_l[row]
             if b < 0:
                 out.append(Unroutable(self._why_none(full, cands, row)))
                 continue
-            out.append(self._unpack(order, full, cands, row, b, int(second[row]), scores,
+            out.append(self._unpack(order, full, cands, row, b, second_l[row], scores,
                                     lanes, now_ms))
         return out
 
@@ -132,21 +137,46 @@ class Planner:
 
     def _unpack(self, order: OrderData, batch: BatchInput, cands: Any, row: int, m: int,
                 m2: int, scores: np.ndarray, lanes: LaneArrays, now_ms: int) -> Plan:
-        net = self.arrays
         s = int(cands.service[m])
-        assign = cands.assignment(m)
-        lat, lng = float(batch.dest_lat[row]), float(batch.dest_lng[row])
+        est_ms = int(cands.est_ms[m])
         region = int(batch.dest_region[row])
+        assign = cands.assignment(m).tolist()
+        if int(cands.n_nodes[m]) == 1:
+            # Fast path (most orders): the candidate's features already are its one shipment.
+            x = cands.X[m].tolist()
+            shipments = [Shipment(assign[0], s, tuple(range(len(assign))), est_ms,
+                                  x[Feature.DISTANCE_KM], x[Feature.COST])]
+        else:
+            shipments = self._split_shipments(batch, row, assign, s, region, lanes, now_ms)
+        runner = None
+        if m2 >= 0:
+            runner = RunnerUp(tuple(cands.nodes(m2)), int(cands.service[m2]), float(scores[m2]))
+        reasons = ["single-node" if len(shipments) == 1 else "split",
+                   "on-time" if est_ms <= order.promised_by else "late-vs-promise"]
+        if self._express[s]:
+            reasons.append("express")
+        if self._any_delay and any(
+            lanes.delay_hours[self._node_region[sh.node], region, s] > 0 for sh in shipments
+        ):
+            reasons.append("lane-delay")
+        return Plan(tuple(shipments), est_ms, float(scores[m]),
+                    float(sum(sh.cost for sh in shipments)), runner, tuple(reasons))
+
+    def _split_shipments(self, batch: BatchInput, row: int, assign: list[int], s: int,
+                         region: int, lanes: LaneArrays, now_ms: int) -> list[Shipment]:
+        """Per-shipment estimate, distance and cost of a split plan (the kernel's formulas)."""
+        net = self.arrays
+        lat, lng = float(batch.dest_lat[row]), float(batch.dest_lng[row])
         l0 = int(batch.line_offsets[row])
         by_node: dict[int, list[int]] = {}
         for i, node in enumerate(assign):
-            by_node.setdefault(int(node), []).append(i)
+            by_node.setdefault(node, []).append(i)
         shipments = []
         for node, lines in by_node.items():
             kg = float(sum(batch.line_kg[l0 + i] for i in lines))
             dist = float(haversine_km(net.node_lat[node], net.node_lng[node], lat, lng))
             o = int(net.node_region[node])
-            est = int(
+            est = round(
                 ready_ms(now_ms, net.node_utc_offset[node], net.node_cutoff_hour[node],
                          net.node_handling_hours[node])
                 + net.lane_transit_mean[o, region, s] * MS_PER_DAY
@@ -155,15 +185,4 @@ class Planner:
             cost = float(net.node_handling_cost[node] + net.service_base_cost[s]
                          + net.service_per_kg[s] * kg + net.service_per_100km[s] * dist / 100.0)
             shipments.append(Shipment(node, s, tuple(lines), est, dist, cost))
-        est_ms = int(cands.est_ms[m])
-        runner = None
-        if m2 >= 0:
-            runner = RunnerUp(tuple(cands.nodes(m2)), int(cands.service[m2]), float(scores[m2]))
-        reasons = ["single-node" if len(shipments) == 1 else "split",
-                   "on-time" if est_ms <= order.promised_by else "late-vs-promise"]
-        if self.network.services[s].level == "express":
-            reasons.append("express")
-        if any(lanes.delay_hours[int(net.node_region[sh.node]), region, s] > 0 for sh in shipments):
-            reasons.append("lane-delay")
-        return Plan(tuple(shipments), est_ms, float(scores[m]),
-                    float(sum(sh.cost for sh in shipments)), runner, tuple(reasons))
+        return shipments

@@ -12,7 +12,14 @@ from fulfil.infra import Server, Stack
 from operators.network import load_default
 from state.ledger import Ledger
 from state.redis_client import connect
-from tests.test_dataflows.helpers import create_topics, make_config, order, publish, read_outputs, stock
+from tests.test_dataflows.helpers import (
+    create_topics,
+    make_config,
+    order,
+    publish,
+    read_outputs,
+    stock,
+)
 
 NET = load_default()
 
@@ -32,7 +39,8 @@ def test_should_never_oversell_when_two_processes_route_competing_orders(
     try:
         ledger = Ledger(connect(redis_url), "fulfil")
         deadline = time.monotonic() + 60
-        while time.monotonic() < deadline and sum(ledger.stock(n, "hot-sku")[0] for n in nodes) < 50:
+        while sum(ledger.stock(n, "hot-sku")[0] for n in nodes) < 50:
+            assert time.monotonic() < deadline, "inventory not applied in time"
             time.sleep(0.1)
         # when: 200 orders (spread over all 8 order partitions, so both processes route some)
         # compete for those 50 units, 1-2 units each

@@ -1,0 +1,77 @@
+"""An optimistic, per-worker cache of available-to-promise, in front of the ledger.
+
+Why: reading ATP for every sku of a batch at every node costs more than anything else per order
+(one node-sku lookup per pair, in Redis, every batch). Popular skus recur in every batch, so a
+short-lived local copy removes most of those reads. It is safe because the cache only feeds
+*scoring*: the reservation itself is the atomic check (`reserve.lua`). A stale entry can at worst
+make the router pick a node that turns out to be short; that order is then re-planned against a
+fresh read (`invalidate` + `get(..., fresh=True)`), never oversold.
+
+Entries live `ttl_ms` (default 1 s); the router also applies its own successful reservations to
+the cache, so within one worker the copy stays close to the truth between refreshes.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable, Sequence
+
+import numpy as np
+
+from state.ledger import Ledger
+
+
+class AvailabilityCache:
+    def __init__(self, ledger: Ledger, node_ids: Sequence[str], ttl_ms: float = 1000.0) -> None:
+        self._ledger = ledger
+        self._node_ids = list(node_ids)
+        self._node_index = {n: i for i, n in enumerate(self._node_ids)}
+        self._ttl = ttl_ms / 1000.0
+        self._columns: dict[str, np.ndarray] = {}  # sku -> int64[N] ATP per node
+        self._fetched: dict[str, float] = {}  # sku -> monotonic time of the read
+        self._load = np.zeros(len(self._node_ids), dtype=np.int64)
+        self._load_at = -1.0
+        self._day = ""
+        self.reads = 0  # skus read from Redis (for metrics and tests)
+
+    def get(self, skus: Sequence[str], day: str, fresh: bool = False
+            ) -> tuple[np.ndarray, np.ndarray]:
+        """(atp int64[N, len(skus)], load int64[N]) — from the cache where it is young enough."""
+        now = time.monotonic()
+        if day != self._day:  # a new day: load counters restart; drop everything
+            self._columns.clear()
+            self._fetched.clear()
+            self._day = day
+            self._load_at = -1.0
+        limit = now - self._ttl
+        stale = [s for s in skus if fresh or self._fetched.get(s, -1.0) < limit]
+        if stale or self._load_at < limit:
+            atp, load = self._ledger.availability(self._node_ids, stale, day)
+            self.reads += len(stale)
+            for j, sku in enumerate(stale):
+                self._columns[sku] = atp[:, j].copy()
+                self._fetched[sku] = now
+            self._load = load.copy()
+            self._load_at = now
+        n = len(self._node_ids)
+        out = np.empty((n, len(skus)), dtype=np.int64)
+        for j, sku in enumerate(skus):
+            out[:, j] = self._columns[sku]
+        return out, self._load.copy()
+
+    def reserved(self, node_id: str, lines: Iterable[tuple[str, int]]) -> None:
+        """Apply one successful reservation (node, [(sku, qty)]) to the cached copy."""
+        i = self._node_index.get(node_id)
+        if i is None:
+            return
+        for sku, qty in lines:
+            col = self._columns.get(sku)
+            if col is not None:
+                col[i] = max(0, col[i] - qty)
+        self._load[i] += 1
+
+    def invalidate(self, skus: Iterable[str]) -> None:
+        """Forget skus (a reservation came back short, stock was released)."""
+        for sku in skus:
+            self._fetched.pop(sku, None)
+            self._columns.pop(sku, None)
