@@ -18,7 +18,7 @@ book holds the plan before it is reserved. See docs/DESIGN.md and state/orderboo
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -43,7 +43,7 @@ from schemas.errors import ValidationError
 from schemas.validation import decode_and_validate
 from state.availability import AvailabilityCache
 from state.lanes import LaneBoard
-from state.ledger import Ledger, ReserveRequest
+from state.ledger import Ledger, ReserveRequest, ReserveResult
 from state.orderbook import OrderBook
 
 MAX_RACE_ROUNDS = 3
@@ -94,7 +94,7 @@ class Router:
         self.config = config
         self.network = network
         self.ledger = Ledger(client, prefix=config.redis_prefix)
-        self.book = OrderBook(client, config.redis_prefix, config.decision_ttl_days * 86400)
+        self.book = OrderBook(self.ledger, config.redis_prefix, config.decision_ttl_days * 86400)
         self.lanes = LaneBoard(client, config.redis_prefix, config.lane_refresh_ms)
         self.planner = Planner(network, config)
         self.node_ids = [n.id for n in network.nodes]
@@ -145,7 +145,10 @@ class Router:
     def _route_wave(self, wave: list[tuple[RawMessage, dict]], now: int) -> list[Out]:
         out: list[Out] = []
         day = utc_day(now)
-        raw_records = self.book.get_many([ev["order_id"] for _, ev in wave])
+        created = {ev["order_id"]: order_from_created(ev) for _, ev in wave
+                   if ev["type"] == "order.created"}
+        raw_records = self._read(list(dict.fromkeys(ev["order_id"] for _, ev in wave)),
+                                 created.values(), day)
         pending: list[_Pending] = []
         replays: list[tuple[RawMessage, dict, OrderRecord]] = []
         releases: dict[str, list[str]] = {}
@@ -157,7 +160,7 @@ class Router:
             if rec is not None and (rec.event_id == ev["event_id"] or kind == "order.created"):
                 replays.append((raw, ev, rec))
             elif kind == "order.created":
-                pending.append(_Pending(raw, ev, order_from_created(ev), 1))
+                pending.append(_Pending(raw, ev, created[oid], 1))
             elif rec is None or rec.status == "cancelled":
                 why = "no such order" if rec is None else "order is already cancelled"
                 out.append(self._dead(raw, "route-orders", "unknown-order",
@@ -178,6 +181,19 @@ class Router:
         if pending:
             out.extend(self._plan_and_reserve(pending, now, day))
         return out
+
+    def _read(self, order_ids: list[str], orders: Iterable[OrderData], day: str
+              ) -> dict[str, bytes]:
+        """One round trip: the orders' records, plus the stock the cache lacks for new orders."""
+        get_cmds, parse_get = self.book.get_commands(order_ids)
+        skus = list(dict.fromkeys(ln.sku for o in orders for ln in o.lines))
+        stale = self.stock.needed(skus, day)
+        av_cmds, parse_av = ([], None) if stale is None else self.ledger.availability_commands(
+            self.node_ids, stale, day)
+        replies = self.ledger.execute(get_cmds + av_cmds)
+        if parse_av is not None and stale is not None:
+            self.stock.store(stale, *parse_av(replies[len(get_cmds):]))
+        return parse_get(replies[: len(get_cmds)])
 
     def _replay(self, replays: list[tuple[RawMessage, dict, OrderRecord]], day: str,
                 out: list[Out]) -> list[_Pending]:
@@ -238,6 +254,7 @@ class Router:
             prep = self.planner.prepare([p.order for p in pending])
             # Round 0 may use the optimistic cache; re-plans after a lost race read fresh.
             atp, load = self.stock.get(prep.skus, day, fresh=round_no > 0)
+
             plans = self.planner.plan(prep, atp, load, lanes, now)
             decided: dict[str, tuple[_Pending, Plan | Unroutable, bytes]] = {}
             records: dict[str, bytes] = {}
@@ -250,8 +267,7 @@ class Router:
                     ReserveRequest(p.order.order_id, node, tuple((s, int(q)) for s, q in lines))
                     for node, lines in rec.reservations.items()
                 )
-            self.book.put_many(records)  # before reserving: see module docstring
-            results = self.ledger.reserve(requests, day) if requests else []
+            results = self._write_then_reserve(records, requests, day)
             for req, res in zip(requests, results, strict=True):
                 if res.status == "reserved":
                     self.stock.reserved(req.node_id, req.lines)
@@ -275,6 +291,21 @@ class Router:
                 break
             pending = retry
         return out
+
+    def _write_then_reserve(self, records: dict[str, bytes], requests: list[ReserveRequest],
+                            day: str) -> list[ReserveResult]:
+        """Write the planned records, then reserve: the order matters (module docstring).
+
+        On one Redis server both go in one pipeline — the server runs a connection's commands in
+        order, so a reservation never exists without its record even if this process dies
+        mid-send. On a cluster the shards run independently, so the writes go first, alone.
+        """
+        put_cmds = self.book.put_commands(records)
+        res_cmds, parse = self.ledger.reserve_commands(requests, day)
+        if self.ledger.clustered:
+            self.ledger.execute(put_cmds)
+            return parse(self.ledger.execute(res_cmds))
+        return parse(self.ledger.execute(put_cmds + res_cmds)[len(put_cmds):])
 
     def _record(self, p: _Pending, plan: Plan | Unroutable, now: int) -> tuple[bytes, OrderRecord]:
         ev = p.event

@@ -37,22 +37,40 @@ class AvailabilityCache:
     def get(self, skus: Sequence[str], day: str, fresh: bool = False
             ) -> tuple[np.ndarray, np.ndarray]:
         """(atp int64[N, len(skus)], load int64[N]) — from the cache where it is young enough."""
-        now = time.monotonic()
+        stale = self.needed(skus, day, fresh)
+        if stale is not None:
+            self.store(stale, *self._ledger.availability(self._node_ids, stale, day))
+        return self.matrix(skus)
+
+    def needed(self, skus: Sequence[str], day: str, fresh: bool = False) -> list[str] | None:
+        """The skus to read from Redis now, or None when the cache can answer alone.
+
+        An empty list still means "read": the nodes' load counters are due for a refresh.
+        """
         if day != self._day:  # a new day: load counters restart; drop everything
             self._columns.clear()
             self._fetched.clear()
             self._day = day
             self._load_at = -1.0
-        limit = now - self._ttl
-        stale = [s for s in skus if fresh or self._fetched.get(s, -1.0) < limit]
+        limit = time.monotonic() - self._ttl
+        fetched = self._fetched
+        stale = [s for s in skus if fresh or fetched.get(s, -1.0) < limit]
         if stale or self._load_at < limit:
-            atp, load = self._ledger.availability(self._node_ids, stale, day)
-            self.reads += len(stale)
-            for j, sku in enumerate(stale):
-                self._columns[sku] = atp[:, j].copy()
-                self._fetched[sku] = now
-            self._load = load.copy()
-            self._load_at = now
+            return stale
+        return None
+
+    def store(self, skus: Sequence[str], atp: np.ndarray, load: np.ndarray) -> None:
+        """Absorb a read of `skus` (atp [N, len(skus)]) and every node's load."""
+        now = time.monotonic()
+        self.reads += len(skus)
+        for j, sku in enumerate(skus):
+            self._columns[sku] = atp[:, j].copy()
+            self._fetched[sku] = now
+        self._load = load.copy()
+        self._load_at = now
+
+    def matrix(self, skus: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
+        """The cached (atp [N, len(skus)], load [N]); every sku must have been read."""
         n = len(self._node_ids)
         out = np.empty((n, len(skus)), dtype=np.int64)
         for j, sku in enumerate(skus):

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import hashlib
 import operator
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -61,7 +61,9 @@ CHUNK_LINES = 2000
 _MAX_LINES = 1000  # per order, so that any single order fits in one call
 
 _LUA_DIR = Path(__file__).with_name("lua")
-_SCRIPT_NAMES = ("apply_inventory", "availability", "reserve", "release", "ship")
+#: Every script under state/lua is loaded (and re-loaded on NOSCRIPT) by the ledger, which is
+#: also the executor other state/ modules (the order book) hand their commands to.
+_SCRIPT_NAMES = tuple(sorted(p.stem for p in _LUA_DIR.glob("*.lua")))
 _ONE_KEY = frozenset({"apply_inventory", "availability"})  # scripts that never touch resv
 _APPLY_STATUS = ("applied", "stale", "clamped")
 _KINDS = {"snapshot": "s", "delta": "d"}
@@ -236,6 +238,19 @@ class Ledger:
             if _text(sha) != self._sha[name]:
                 raise LedgerScriptError(f"SCRIPT LOAD of {name}.lua returned an unexpected sha")
 
+    def sha(self, script: str) -> str:
+        """The SHA1 of a script under state/lua (for commands built by other state/ modules)."""
+        return self._sha[script]
+
+    @property
+    def clustered(self) -> bool:
+        """True on Redis Cluster, where one pipeline's commands run on several shards."""
+        return isinstance(self._client, redis.RedisCluster)
+
+    def execute(self, commands: list[tuple[Any, ...]]) -> list[Any]:
+        """Run any commands (ledger's or others') in ONE pipeline round trip; see `_execute`."""
+        return self._execute(commands)
+
     def _execute(self, commands: list[tuple[Any, ...]]) -> list[Any]:
         """Run commands in ONE pipeline round trip; re-run only the EVALSHAs that met NOSCRIPT.
 
@@ -320,6 +335,13 @@ class Ledger:
         bulk replies per sku (availability.lua says more). Reads are not atomic across nodes:
         this feeds scoring, and reserve() re-checks atomically.
         """
+        commands, parse = self.availability_commands(node_ids, skus, day)
+        return parse(self._execute(commands))
+
+    def availability_commands(
+        self, node_ids: Sequence[str], skus: Sequence[str], day: str
+    ) -> tuple[list[tuple[Any, ...]], Callable[[list[Any]], tuple[np.ndarray, np.ndarray]]]:
+        """`availability` as (commands, parse): to share a round trip with other reads."""
         _day(day)
         n, k = len(node_ids), len(skus)
         sku_chunks = [
@@ -331,9 +353,14 @@ class Ledger:
             for node in node_ids
             for packed in sku_chunks
         ]
+        return commands, lambda replies: self._parse_availability(replies, n, k, sku_chunks)
+
+    @staticmethod
+    def _parse_availability(results: list[Any], n: int, k: int, sku_chunks: list[str]
+                            ) -> tuple[np.ndarray, np.ndarray]:
         atp = np.empty((n, k), dtype=np.int64)
         load = np.zeros(n, dtype=np.int64)
-        replies = iter(self._execute(commands))
+        replies = iter(results)
         for row in range(n):
             col = 0
             for _ in sku_chunks:
@@ -367,9 +394,17 @@ class Ledger:
         Within a node, orders are served in the given order. Replaying a request returns
         "already" and changes nothing.
         """
+        commands, parse = self.reserve_commands(requests, day)
+        return parse(self._execute(commands))
+
+    def reserve_commands(
+        self, requests: Sequence[ReserveRequest], day: str
+    ) -> tuple[list[tuple[Any, ...]], Callable[[list[Any]], list[ReserveResult]]]:
+        """`reserve` as (commands, parse): to share a round trip with the order book's writes."""
         _day(day)
         groups = _group((r.node_id, i) for i, r in enumerate(requests))
-        commands, slots = [], []
+        commands: list[tuple[Any, ...]] = []
+        slots: list[list[int]] = []
         for node, indices in groups.items():
             parts: list[str] = []
             chunk: list[int] = []
@@ -385,8 +420,13 @@ class Ledger:
                 lines += n_lines
             commands.append(self._evalsha("reserve", node, day, "\t".join(parts)))
             slots.append(chunk)
+        return commands, lambda replies: self._parse_reserve(replies, requests, slots)
+
+    @staticmethod
+    def _parse_reserve(replies: list[Any], requests: Sequence[ReserveRequest],
+                       slots: list[list[int]]) -> list[ReserveResult]:
         results: list[ReserveResult | None] = [None] * len(requests)
-        for indices, reply in zip(slots, self._execute(commands), strict=True):
+        for indices, reply in zip(slots, replies, strict=True):
             for i, code in zip(indices, reply, strict=True):
                 req = requests[i]
                 if code == 0:

@@ -12,18 +12,24 @@ Key layout (Redis Cluster safe): `{prefix}:{o:<bucket>}:<order_id>`, a string wi
 `bucket = crc32(order_id) % BUCKETS`. All keys of one bucket share a hash slot, so a batch of
 orders is read with one MGET and written with one Lua call per bucket (a handful of commands per
 batch instead of one per order), while the buckets still spread over the cluster's shards.
+
+The book builds commands and hands them to the ledger's executor (`Ledger.execute`), so the
+router can put the book's reads and the ledger's reads in one round trip, and likewise the
+writes; `get_many` / `put_many` are the stand-alone forms.
 """
 
 from __future__ import annotations
 
 import zlib
 from collections import defaultdict
-from collections.abc import Mapping, Sequence
-from importlib import resources
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
 
-import redis
+from state.ledger import Ledger
 
 BUCKETS = 32
+
+Commands = list[tuple[Any, ...]]
 
 
 def _bucket(order_id: str) -> int:
@@ -33,57 +39,50 @@ def _bucket(order_id: str) -> int:
 class OrderBook:
     """Batch get/put of order records (opaque bytes) with a retention TTL."""
 
-    def __init__(self, client: redis.Redis, prefix: str = "fulfil", ttl_s: int = 14 * 86400):
-        self._client = client
+    def __init__(self, ledger: Ledger, prefix: str = "fulfil", ttl_s: int = 14 * 86400):
+        self._ledger = ledger
         self._prefix = prefix
         self._ttl = ttl_s
-        self._put_src = resources.files("state").joinpath("lua/put_records.lua").read_text()
-        self._put_sha = client.script_load(self._put_src)
+        self._put_sha = ledger.sha("put_records")
 
     def key(self, order_id: str) -> str:
         return f"{self._prefix}:{{o:{_bucket(order_id)}}}:{order_id}"
 
-    def get_many(self, order_ids: Sequence[str]) -> dict[str, bytes]:
-        """Records of the orders that have one; one MGET per bucket, one round trip."""
+    def get_commands(self, order_ids: Sequence[str]
+                     ) -> tuple[Commands, Callable[[list[Any]], dict[str, bytes]]]:
+        """One MGET per bucket; parse -> {order_id: record} for the orders that have one."""
         groups: dict[int, list[str]] = defaultdict(list)
         for oid in dict.fromkeys(order_ids):
             groups[_bucket(oid)].append(oid)
-        pipe = self._client.pipeline(transaction=False)
-        order = []
-        for oids in groups.values():
-            pipe.mget([self.key(o) for o in oids])
-            order.append(oids)
-        found: dict[str, bytes] = {}
-        for oids, values in zip(order, pipe.execute(), strict=True):
-            for oid, value in zip(oids, values, strict=True):
-                if value is not None:
-                    found[oid] = value
-        return found
+        order = list(groups.values())
+        commands: Commands = [("MGET", *(self.key(o) for o in oids)) for oids in order]
 
-    def put_many(self, records: Mapping[str, bytes]) -> None:
-        """Write records (order_id -> bytes) with the TTL; one Lua call per bucket."""
-        if not records:
-            return
+        def parse(replies: list[Any]) -> dict[str, bytes]:
+            found: dict[str, bytes] = {}
+            for oids, values in zip(order, replies, strict=True):
+                for oid, value in zip(oids, values, strict=True):
+                    if value is not None:
+                        found[oid] = value
+            return found
+
+        return commands, parse
+
+    def put_commands(self, records: Mapping[str, bytes]) -> Commands:
+        """One `put_records.lua` call per bucket: SET with the TTL for each record."""
         groups: dict[int, list[str]] = defaultdict(list)
         for oid in records:
             groups[_bucket(oid)].append(oid)
-        calls = []
+        commands: Commands = []
         for oids in groups.values():
             keys = [self.key(o) for o in oids]
-            calls.append((keys, [self._ttl, *(records[o] for o in oids)]))
-        for attempt in (0, 1):
-            pipe = self._client.pipeline(transaction=False)
-            for keys, args in calls:
-                pipe.evalsha(self._put_sha, len(keys), *keys, *args)
-            try:
-                pipe.execute()
-                return
-            except redis.exceptions.NoScriptError:
-                # Redis restarted (scripts are not persisted): load again, retry once.
-                if attempt:
-                    raise
-                self._put_sha = self._client.script_load(self._put_src)
+            commands.append(("EVALSHA", self._put_sha, len(keys), *keys, self._ttl,
+                             *(records[o] for o in oids)))
+        return commands
 
-    def delete(self, order_ids: Sequence[str]) -> None:
-        for oid in order_ids:
-            self._client.delete(self.key(oid))
+    def get_many(self, order_ids: Sequence[str]) -> dict[str, bytes]:
+        commands, parse = self.get_commands(order_ids)
+        return parse(self._ledger.execute(commands))
+
+    def put_many(self, records: Mapping[str, bytes]) -> None:
+        if records:
+            self._ledger.execute(self.put_commands(records))
