@@ -35,7 +35,8 @@ def bytewax_passthrough(bootstrap: str, src: str, dst: str) -> None:
     cfg = Config(kafka_bootstrap=bootstrap)
     kafka = cfg.kafka_common()
     flow = Dataflow("passthrough")
-    inp = op.input("in", flow, KafkaSource(kafka, [src], batch_size=cfg.batch_size,
+    inp = op.input("in", flow, KafkaSource(kafka, [src], slots=cfg.source_slots,
+                                           batch_size=cfg.batch_size,
                                            fetch_wait_max_ms=cfg.fetch_wait_max_ms))
 
     def forward(batch: list[RawMessage]) -> list[tuple[str, OutMessage]]:

@@ -20,6 +20,7 @@ Prints figures; asserts nothing (speed is checked here, never in tests).
 from __future__ import annotations
 
 import argparse
+import os
 import subprocess
 import sys
 import tempfile
@@ -59,6 +60,7 @@ def order_templates(n: int, seed: int = 11) -> list[tuple[bytes, bytes]]:
     net = load_default()
     cat = load_catalogue(sc.sku_count, sc.seed, zipf_s=sc.zipf_s)
     wl = Workload(net, cat, sc)
+    wl.anchor(int(time.time() * 1000))  # promises relative to now, as the publisher does
     out: list[tuple[bytes, bytes]] = []
     t = 0.0
     while len(out) < n:
@@ -116,7 +118,8 @@ class Tap:
         self._stop = threading.Event()
         self._event_time = event_time
         c = Consumer({"bootstrap.servers": bootstrap, "group.id": "bench",
-                      "enable.auto.commit": "false", "fetch.wait.max.ms": "25"})
+                      "enable.auto.commit": "false",
+                      "fetch.wait.max.ms": os.environ.get("TAP_WAIT", "25")})
         c.assign([TopicPartition(t, p, OFFSET_BEGINNING)
                   for t, p in list_partitions({"bootstrap.servers": bootstrap}, [topic])])
         self._c = c

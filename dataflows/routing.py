@@ -177,7 +177,8 @@ def build_flow(config: Config | None = None, stop: threading.Event | None = None
     kafka = cfg.kafka_common()
 
     def source(topic: str) -> KafkaSource:
-        return KafkaSource(kafka, [cfg.topic(topic)], start_from=cfg.start_from,
+        return KafkaSource(kafka, [cfg.topic(topic)], slots=cfg.source_slots,
+                           start_from=cfg.start_from,
                            batch_size=cfg.batch_size, fetch_wait_max_ms=cfg.fetch_wait_max_ms,
                            group_id=f"fulfil-{topic}", stop=stop)
 

@@ -62,8 +62,10 @@ def cmd_run(args: argparse.Namespace) -> int:
     from dataflows.routing import build_flow
     from fulfil import metrics
 
+    addresses = args.addresses.split(";") if args.addresses else None
     cfg = _config(
         args, workers=args.workers, network_path=args.network, start_from=args.start_from,
+        source_slots=args.source_slots,
         recovery_dir=args.recovery_dir, metrics_port=args.metrics_port,
         snapshot_interval_s=args.snapshot_interval, batch_size=args.batch_size,
     )
@@ -75,7 +77,10 @@ def cmd_run(args: argparse.Namespace) -> int:
     if cfg.recovery_dir:
         recovery = RecoveryConfig(Path(cfg.recovery_dir), timedelta(seconds=args.backup_interval))
         epoch = timedelta(seconds=cfg.snapshot_interval_s)
-    addresses = args.addresses.split(";") if args.addresses else None
+    if cfg.source_slots < cfg.workers * len(addresses or [None]):
+        print(f"fulfil run: warning: {cfg.source_slots} source slot(s) for "
+              f"{cfg.workers * len(addresses or [None])} workers; some workers will not read "
+              "(raise --source-slots)", file=sys.stderr)
     cli_main(
         build_flow(cfg), workers_per_process=cfg.workers, process_id=args.process_id,
         addresses=addresses, epoch_interval=epoch, recovery_config=recovery,
@@ -149,6 +154,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--network", help="network JSON file (default: the shipped Olist network)")
     run.add_argument("--start-from", choices=["earliest", "latest"])
     run.add_argument("--batch-size", type=int)
+    run.add_argument("--source-slots", type=int, help="consumers per input topic (>= total "
+                     "workers; keep constant across restarts with recovery)")
     run.add_argument("--recovery-dir", help="bytewax recovery partitions (fulfil recovery init)")
     run.add_argument("--snapshot-interval", type=float, help="seconds between snapshots")
     run.add_argument("--backup-interval", type=float, default=0.0)

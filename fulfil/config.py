@@ -43,6 +43,7 @@ class Config:
     # Source behaviour: where to start when there is no recovery snapshot.
     start_from: str = "earliest"  # earliest | latest
     batch_size: int = 1000
+    source_slots: int = 1  # consumers per input topic; >= total workers (see KafkaSource)
     fetch_wait_max_ms: int = 25
     producer_linger_ms: int = 2
     # Routing knobs.
@@ -97,6 +98,7 @@ _ENV_FIELDS = {
     "network_path": "FULFIL_NETWORK",
     "start_from": "FULFIL_START_FROM",
     "batch_size": "FULFIL_BATCH_SIZE",
+    "source_slots": "FULFIL_SOURCE_SLOTS",
     "fetch_wait_max_ms": "FULFIL_FETCH_WAIT_MAX_MS",
     "workers": "FULFIL_WORKERS",
     "recovery_dir": "FULFIL_RECOVERY_DIR",

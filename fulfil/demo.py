@@ -42,7 +42,8 @@ def start_engine(stack: Stack, prefix: str, processes: int = 1, extra: Sequence[
     """
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     base = [sys.executable, "-m", "fulfil.cli", "run", "--kafka", stack.bootstrap,
-            "--redis", stack.redis_url, "--topic-prefix", prefix, *extra]
+            "--redis", stack.redis_url, "--topic-prefix", prefix,
+            "--source-slots", str(processes), *extra]
     if metrics_port:
         base += ["--metrics-port", str(metrics_port)]
     addresses = ";".join(f"127.0.0.1:{free_port()}" for _ in range(processes))

@@ -27,7 +27,9 @@ from typing import Any
 
 from state.ledger import Ledger
 
-BUCKETS = 32
+#: Buckets spread the book over a cluster's shards; each costs one command per batch, so keep
+#: it small. Changing it orphans existing records (they expire by TTL): set it once.
+BUCKETS = 8
 
 Commands = list[tuple[Any, ...]]
 
