@@ -33,6 +33,7 @@ sys.path.insert(0, str(ROOT))
 
 import numpy as np  # noqa: E402
 import orjson  # noqa: E402
+import redis  # noqa: E402
 from confluent_kafka import OFFSET_BEGINNING, Consumer, Producer, TopicPartition  # noqa: E402
 
 from dataflows.connectors import ensure_topics, list_partitions  # noqa: E402
@@ -169,6 +170,9 @@ def measure(name: str, stack: Stack, run: int, start, orders, rate: float, secon
         prefix = f"b{run}{phase[0]}-{name}."
         src, dst = f"{prefix}orders", f"{prefix}decisions" if name == "routing" else f"{prefix}out"
         if name == "routing":
+            # A clean ledger and order book: the same order ids are offered in every phase, and
+            # the engine would rightly treat them as replays of the previous phase's orders.
+            redis.Redis.from_url(stack.redis_url).flushall()
             create_topics(stack.bootstrap, prefix, PARTITIONS)
             produce_all(stack.bootstrap, f"{prefix}inventory", stock_events())
         else:

@@ -16,7 +16,9 @@ import sys
 import threading
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from fulfil.infra import Stack, embedded_stack, free_port
 from fulfil.monitor import OutputTap, TapStats, percentile
@@ -127,15 +129,35 @@ def _panel(stats: TapStats, published: int, elapsed: float, window_s: float = 5.
     ]
 
 
+@dataclass
+class DemoResult:
+    published: Any  # PublishStats, or None when the simulator failed
+    output: TapStats
+    error: BaseException | None
+    engine_exited: bool
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None and not self.engine_exited and self.published is not None
+
+
 def run_demo(duration_s: float = 60.0, rate: float = 2000.0, workers: int = 1) -> int:
+    """`fulfil demo`: exit code 0 when the run completed and every event was accounted for."""
+    result = demo(duration_s, rate, workers)
+    return 0 if result.ok else 1
+
+
+def demo(duration_s: float = 60.0, rate: float = 2000.0, workers: int = 1,
+         workdir: Path | None = None) -> DemoResult:
     from fulfil.sim.publisher import publish
     from fulfil.sim.scenario import Scenario
 
     prefix = "fulfil."
     scenario = Scenario.demo(rate=rate, duration_s=duration_s)
     tty = sys.stdout.isatty()
-    workdir = ROOT / ".demo"
+    workdir = workdir or ROOT / ".demo"
     workdir.mkdir(exist_ok=True)
+    engine_exited = False
     print(f"fulfil demo: {duration_s:.0f} s at {rate:,.0f} orders/s, {workers} engine process(es)")
     with embedded_stack(workdir) as stack:
         print(f"  broker {stack.bootstrap}   redis {stack.redis_url}   logs {workdir}")
@@ -174,6 +196,7 @@ def run_demo(duration_s: float = 60.0, rate: float = 2000.0, workers: int = 1) -
                 time.sleep(1.0)
                 if any(p.poll() is not None for p in procs):
                     print("engine process exited early; see", workdir)
+                    engine_exited = True
                     break
                 with tap.lock:
                     panel = _panel(tap.stats, counts["orders"], time.monotonic() - t0)
@@ -184,15 +207,18 @@ def run_demo(duration_s: float = 60.0, rate: float = 2000.0, workers: int = 1) -
                 if done.is_set():
                     break
             # Drain: wait until the engine has caught up with everything published.
+            # Every valid order event ends as a decision, or as an unknown-order dead letter (a
+            # follow-up for an order cancelled just before).
             stats = result.get("stats")
             expected = getattr(stats, "valid_order_events", None)
-            if expected:
-                tap.wait_for(lambda s: sum(s.decisions.values()) >= expected, timeout=30)
+            if expected and not engine_exited:
+                tap.wait_for(lambda s: sum(s.decisions.values())
+                             + s.dead_letters.get("unknown-order", 0) >= expected, timeout=30)
         finally:
             stop_engine(procs)
             tap.stop()
         _summary(tap.stats, result, time.monotonic() - t0)
-    return 1 if "error" in result else 0
+    return DemoResult(result.get("stats"), tap.stats, result.get("error"), engine_exited)
 
 
 def _summary(stats: TapStats, result: dict, elapsed: float) -> None:

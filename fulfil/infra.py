@@ -15,9 +15,12 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
+import signal
 import socket
 import subprocess
+import sys
 import tempfile
+import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -163,9 +166,20 @@ class Stack:
         self.broker.stop()
 
 
+def _exit_on_sigterm() -> None:
+    """Turn SIGTERM into SystemExit so `with` blocks stop the servers (timeout, kill, CI)."""
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
+
+
 @contextlib.contextmanager
 def embedded_stack(workdir: Path | None = None) -> Iterator[Stack]:
-    """Start a broker and a Redis for the duration of the block; stop both afterwards."""
+    """Start a broker and a Redis for the duration of the block; stop both afterwards.
+
+    The servers run in their own sessions (a Ctrl-C in the terminal reaches only this process,
+    which then stops them in order); SIGTERM is turned into a normal exit for the same reason.
+    """
+    _exit_on_sigterm()
     with contextlib.ExitStack() as cleanup:
         if workdir is None:
             workdir = Path(cleanup.enter_context(tempfile.TemporaryDirectory(prefix="fulfil-")))

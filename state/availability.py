@@ -7,14 +7,17 @@ short-lived local copy removes most of those reads. It is safe because the cache
 make the router pick a node that turns out to be short; that order is then re-planned against a
 fresh read (`invalidate` + `get(..., fresh=True)`), never oversold.
 
-The working set is re-read in bulk every `ttl_ms` (default 1 s); the router also applies its own
-successful reservations to the cache, so within one worker the copy stays close to the truth
-between refreshes. Other workers' reservations and inventory changes show up at the next refresh.
+Entries are re-read once they are older than `ttl_ms` (default 1 s), a few per batch; the router
+also applies its own successful reservations to the cache, so within one worker the copy stays
+close to the truth between refreshes. Other workers' reservations and inventory changes show up
+at the next refresh of the sku.
 """
 
 from __future__ import annotations
 
+import itertools
 import time
+from collections import OrderedDict
 from collections.abc import Iterable, Sequence
 
 import numpy as np
@@ -24,17 +27,18 @@ from state.ledger import Ledger
 
 class AvailabilityCache:
     def __init__(self, ledger: Ledger, node_ids: Sequence[str], ttl_ms: float = 1000.0,
-                 keep_s: float = 60.0) -> None:
+                 keep_s: float = 30.0, refresh_cap: int = 256) -> None:
         self._ledger = ledger
         self._node_ids = list(node_ids)
         self._node_index = {n: i for i, n in enumerate(self._node_ids)}
         self._ttl = ttl_ms / 1000.0
         self._columns: dict[str, np.ndarray] = {}  # sku -> int64[N] ATP per node
         self._used: dict[str, float] = {}  # sku -> last time a batch asked for it
+        self._fetched: OrderedDict[str, float] = OrderedDict()  # sku -> read time, oldest first
         self._keep_s = keep_s
-        self._refreshed_at = -1.0  # last bulk refresh of the working set
-        self._bulk = False
+        self._refresh_cap = refresh_cap
         self._load = np.zeros(len(self._node_ids), dtype=np.int64)
+        self._load_at = -1.0
         self._day = ""
         self.reads = 0  # skus read from Redis (for metrics and tests)
 
@@ -49,42 +53,51 @@ class AvailabilityCache:
     def needed(self, skus: Sequence[str], day: str, fresh: bool = False) -> list[str] | None:
         """The skus to read from Redis now, or None when the cache can answer alone.
 
-        Once per `ttl_ms` the whole working set (every sku asked for in the last `keep_s`) is
-        re-read in one go — one command per node, whatever the batch size — so most batches
-        need no read at all; otherwise only skus never seen before are read. `fresh` (a re-plan
-        after a lost race) re-reads exactly the skus asked for.
+        New skus are read on first use. Skus older than `ttl_ms` are re-read a few at a time
+        (at most `refresh_cap` per call, oldest first), so refreshing the working set costs a
+        little on every batch instead of a stall once per period. Skus no batch asked for in
+        `keep_s` are dropped. `fresh` (a re-plan after a lost race) re-reads exactly `skus`.
+        An empty list still means "read": the nodes' load counters are due.
         """
         now = time.monotonic()
         if day != self._day:  # a new day: load counters restart; drop everything
             self._columns.clear()
+            self._fetched.clear()
             self._used.clear()
             self._day = day
-            self._refreshed_at = -1.0
+            self._load_at = -1.0
         used = self._used
         for sku in skus:
             used[sku] = now
-        self._bulk = False
         if fresh:
             return list(skus)
-        if self._refreshed_at < now - self._ttl:
-            cutoff = now - self._keep_s
-            for sku in [k for k, t in used.items() if t < cutoff]:
-                del used[sku]
-                self._columns.pop(sku, None)
-            self._bulk = True
-            return list(used)
-        missing = [s for s in skus if s not in self._columns]
-        return missing or None
+        columns = self._columns
+        todo = [s for s in skus if s not in columns]
+        limit, forget = now - self._ttl, now - self._keep_s
+        fetched = self._fetched
+        for sku, at in list(itertools.islice(fetched.items(), self._refresh_cap)):
+            if at >= limit:
+                break  # oldest first: the rest are younger
+            if used.get(sku, -1.0) < forget:
+                del fetched[sku]
+                columns.pop(sku, None)
+                used.pop(sku, None)
+            else:
+                todo.append(sku)
+        if todo or self._load_at < limit:
+            return list(dict.fromkeys(todo))
+        return None
 
     def store(self, skus: Sequence[str], atp: np.ndarray, load: np.ndarray) -> None:
         """Absorb a read of `skus` (atp [N, len(skus)]) and every node's load."""
+        now = time.monotonic()
         self.reads += len(skus)
         for j, sku in enumerate(skus):
             self._columns[sku] = atp[:, j].copy()
+            self._fetched[sku] = now
+            self._fetched.move_to_end(sku)
         self._load = load.copy()
-        if self._bulk:
-            self._refreshed_at = time.monotonic()
-            self._bulk = False
+        self._load_at = now
 
     def matrix(self, skus: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
         """The cached (atp [N, len(skus)], load [N]); every sku must have been read."""
@@ -109,3 +122,4 @@ class AvailabilityCache:
         """Forget skus (a reservation came back short, stock was released)."""
         for sku in skus:
             self._columns.pop(sku, None)
+            self._fetched.pop(sku, None)

@@ -64,7 +64,7 @@ _LUA_DIR = Path(__file__).with_name("lua")
 #: Every script under state/lua is loaded (and re-loaded on NOSCRIPT) by the ledger, which is
 #: also the executor other state/ modules (the order book) hand their commands to.
 _SCRIPT_NAMES = tuple(sorted(p.stem for p in _LUA_DIR.glob("*.lua")))
-_ONE_KEY = frozenset({"apply_inventory", "availability"})  # scripts that never touch resv
+_ONE_KEY = frozenset({"apply_inventory"})  # node scripts that never touch resv
 _APPLY_STATUS = ("applied", "stale", "clamped")
 _KINDS = {"snapshot": "s", "delta": "d"}
 
@@ -330,10 +330,8 @@ class Ledger:
 
         Returns ``(atp int64[len(node_ids), len(skus)], load int64[len(node_ids)])``. Missing
         entries are 0; ATP is never negative (a count below the reserved quantity reads as 0).
-        One read-only EVALSHA per node (per CHUNK_LINES skus) does the HMGET server-side and
-        answers one "atp,...,load" string: ~20x cheaper for the Python client than parsing two
-        bulk replies per sku (availability.lua says more). Reads are not atomic across nodes:
-        this feeds scoring, and reserve() re-checks atomically.
+        One HMGET per node, all in one pipeline. Reads are not atomic across nodes: this feeds
+        scoring, and reserve() re-checks atomically.
         """
         commands, parse = self.availability_commands(node_ids, skus, day)
         return parse(self._execute(commands))
@@ -341,36 +339,33 @@ class Ledger:
     def availability_commands(
         self, node_ids: Sequence[str], skus: Sequence[str], day: str
     ) -> tuple[list[tuple[Any, ...]], Callable[[list[Any]], tuple[np.ndarray, np.ndarray]]]:
-        """`availability` as (commands, parse): to share a round trip with other reads."""
+        """`availability` as (commands, parse): to share a round trip with other reads.
+
+        One plain HMGET per node (on-hand and reserved of every sku, and the day's load). A
+        read-only Lua script answering one string per node was measured too: it spares the
+        client some parsing without hiredis, but costs Redis 5-10x more CPU (0.58 vs 0.11 ms for
+        5 skus x 40 nodes, 134 vs 14 ms for 2000 skus) — and Redis CPU is what the routers wait
+        on. With hiredis (a dependency) the client side is as cheap.
+        """
         _day(day)
-        n, k = len(node_ids), len(skus)
-        sku_chunks = [
-            "\t".join(_name(s, "sku") for s in skus[a : a + CHUNK_LINES])
-            for a in range(0, k, CHUNK_LINES)
-        ] or [""]
-        commands = [
-            self._evalsha("availability", node, day, packed)
-            for node in node_ids
-            for packed in sku_chunks
+        fields = [f for s in skus for f in (f"oh:{_name(s, 'sku')}", f"rs:{s}")]
+        fields.append(f"load:{day}")
+        commands: list[tuple[Any, ...]] = [
+            ("HMGET", self.node_keys(node)[0], *fields) for node in node_ids
         ]
-        return commands, lambda replies: self._parse_availability(replies, n, k, sku_chunks)
+        return commands, lambda replies: self._parse_availability(replies, len(skus))
 
     @staticmethod
-    def _parse_availability(results: list[Any], n: int, k: int, sku_chunks: list[str]
-                            ) -> tuple[np.ndarray, np.ndarray]:
+    def _parse_availability(replies: list[Any], k: int) -> tuple[np.ndarray, np.ndarray]:
+        n = len(replies)
         atp = np.empty((n, k), dtype=np.int64)
-        load = np.zeros(n, dtype=np.int64)
-        replies = iter(results)
-        for row in range(n):
-            col = 0
-            for _ in sku_chunks:
-                values = np.fromstring(next(replies), dtype=np.int64, sep=",")
-                width = len(values) - 1
-                atp[row, col : col + width] = values[:width]
-                col += width
-                load[row] = values[width]
-            if col != k:
-                raise LedgerScriptError(f"availability.lua answered {col} values for {k} skus")
+        load = np.empty(n, dtype=np.int64)
+        for row, values in enumerate(replies):
+            # one C-level parse per node: b"12,0,3,..." -> int64 array
+            flat = np.array(b",".join(v if v is not None else b"0" for v in values).split(b","),
+                            dtype=np.int64)
+            atp[row] = np.maximum(flat[0:-1:2] - flat[1:-1:2], 0)
+            load[row] = flat[-1]
         return atp, load
 
     def stock(self, node_id: str, sku: str) -> tuple[int, int, int]:
