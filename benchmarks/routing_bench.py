@@ -213,6 +213,60 @@ def measure(name: str, stack: Stack, run: int, start, orders, rate: float, secon
     return res
 
 
+def rss_mb(pid: int) -> float:
+    """Resident memory of a process (Linux /proc), in MB."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024.0
+    return float("nan")
+
+
+def soak(name: str, stack: Stack, run: int, start, orders, rate: float, seconds: float,
+         processes: int) -> list[tuple[int, float, float, float]]:
+    """Offer `rate`/s for `seconds`; per minute: (minute, p50, p99, pipeline RSS MB)."""
+    prefix = f"s{run}-{name}."
+    src, dst = f"{prefix}orders", f"{prefix}decisions" if name == "routing" else f"{prefix}out"
+    if name == "routing":
+        redis.Redis.from_url(stack.redis_url).flushall()
+        create_topics(stack.bootstrap, prefix, PARTITIONS)
+        produce_all(stack.bootstrap, f"{prefix}inventory", stock_events())
+    else:
+        ensure_topics({"bootstrap.servers": stack.bootstrap}, {src: PARTITIONS, dst: PARTITIONS})
+    tap = Tap(stack.bootstrap, dst, _decision_time if name == "routing" else _order_time)
+    procs = start(stack, prefix, src, dst)
+    rows = []
+    try:
+        if name == "routing":
+            wait_inventory_applied([METRICS_PORT + i for i in range(processes)],
+                                   len(stock_events()), timeout=120)
+        else:
+            time.sleep(3.0)
+        feeder = threading.Thread(target=paced, daemon=True,
+                                  args=(stack.bootstrap, src, orders[: int(rate * seconds)], rate))
+        t0 = time.time() * 1000.0
+        feeder.start()
+        minute = 0
+        while feeder.is_alive() or minute * 60 < seconds:
+            time.sleep(max(0.0, t0 / 1000.0 + (minute + 1) * 60 - time.time()))
+            lo, hi = t0 + minute * 60_000, t0 + (minute + 1) * 60_000
+            lat = np.array([la for r, la in zip(list(tap.recv), list(tap.lat), strict=False)
+                            if lo <= r < hi])
+            rss = sum(rss_mb(p.pid) for p in procs)
+            if lat.size:
+                rows.append((minute + 1, float(np.percentile(lat, 50)),
+                             float(np.percentile(lat, 99)), rss))
+                print(f"  {name} minute {minute + 1}: p50 {rows[-1][1]:.1f} ms  p99 "
+                      f"{rows[-1][2]:.1f} ms  rss {rss:.0f} MB", flush=True)
+            minute += 1
+            if minute * 60 >= seconds:
+                break
+        feeder.join()
+    finally:
+        stop_engine(procs)
+        tap.close()
+    return rows
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--preload", type=int, default=200_000)
@@ -220,7 +274,28 @@ def main() -> None:
     ap.add_argument("--seconds", type=float, default=15.0)
     ap.add_argument("--processes", type=int, default=1)
     ap.add_argument("--skip-plain", action="store_true")
+    ap.add_argument("--soak", type=float, default=0.0, metavar="SECONDS",
+                    help="instead: offer --rate for SECONDS to the bytewax passthrough and the "
+                    "routing flow, one after the other, and print latency and memory per minute")
     args = ap.parse_args()
+    if args.soak:
+        n = int(args.rate * args.soak) + 1
+        print(f"generating {n:,} orders from the simulator ...", flush=True)
+        orders = order_templates(n)
+        with tempfile.TemporaryDirectory() as tmp, embedded_stack(Path(tmp)) as stack:
+            logs = Path(tmp)
+            results = {
+                "bytewax": soak("bytewax", stack, 0, lambda s, pre, a, b: start_passthrough(
+                    "bytewax", s, a, b, logs / f"{pre}log"), orders, args.rate, args.soak, 1),
+                "routing": soak("routing", stack, 1, lambda s, pre, a, b: start_engine(
+                    s, pre, args.processes, log_dir=logs, metrics_port=METRICS_PORT),
+                    orders, args.rate, args.soak, args.processes),
+            }
+        print(f"\nsoak at {args.rate:,.0f}/s: minute, p50 ms, p99 ms, RSS MB")
+        for name, rows in results.items():
+            for m, p50, p99, rss in rows:
+                print(f"{name:8s} {m:3d} {p50:8.1f} {p99:8.1f} {rss:8.0f}")
+        return
     print(f"generating {args.preload:,} orders from the simulator ...", flush=True)
     orders = order_templates(max(args.preload, int(args.rate * args.seconds) + 2000))
     with tempfile.TemporaryDirectory() as tmp, embedded_stack(Path(tmp)) as stack:
