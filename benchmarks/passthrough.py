@@ -24,7 +24,7 @@ from dataflows.connectors import (
     RawMessage,
     list_partitions,
 )
-from fulfil.config import Config
+from fulfil.config import load_config
 
 
 def bytewax_passthrough(bootstrap: str, src: str, dst: str) -> None:
@@ -32,7 +32,7 @@ def bytewax_passthrough(bootstrap: str, src: str, dst: str) -> None:
     from bytewax.dataflow import Dataflow
     from bytewax.run import cli_main
 
-    cfg = Config(kafka_bootstrap=bootstrap)
+    cfg = load_config(kafka_bootstrap=bootstrap)  # FULFIL_* env, as for the engine
     kafka = cfg.kafka_common()
     flow = Dataflow("passthrough")
     inp = op.input("in", flow, KafkaSource(kafka, [src], slots=cfg.source_slots,
@@ -48,7 +48,7 @@ def bytewax_passthrough(bootstrap: str, src: str, dst: str) -> None:
 
 
 def plain_passthrough(bootstrap: str, src: str, dst: str) -> None:
-    cfg = Config(kafka_bootstrap=bootstrap)
+    cfg = load_config(kafka_bootstrap=bootstrap)  # FULFIL_* env, as for the engine
     consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": "pt",
                          "enable.auto.commit": "false",
                          "fetch.wait.max.ms": str(cfg.fetch_wait_max_ms)})

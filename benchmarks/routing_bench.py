@@ -50,6 +50,11 @@ from fulfil.sim.workload import Workload, stamp  # noqa: E402
 from operators.network import load_default  # noqa: E402
 
 PARTITIONS = 4
+#: Soak runs batch harder (producers 20 ms, consumers wait up to 50 ms): the embedded broker's
+#: fetch cost grows with the number of record batches a partition holds, and over minutes the
+#: default small batches make the broker, not the pipelines, the thing being measured.
+SOAK_TICK_S = 0.02
+SOAK_ENV = {"FULFIL_PRODUCER_LINGER_MS": "20", "FULFIL_FETCH_WAIT_MAX_MS": "50"}
 METRICS_PORT = free_port()
 
 
@@ -93,9 +98,10 @@ def produce_all(bootstrap: str, topic: str, items: list[tuple[bytes, bytes]]) ->
     assert p.flush(60) == 0
 
 
-def paced(bootstrap: str, topic: str, items: list[tuple[bytes, bytes]], rate: float) -> None:
-    """Produce at `rate`/s in 5 ms ticks, stamping each order with the wall clock."""
-    p = Producer({"bootstrap.servers": bootstrap, "linger.ms": 5})
+def paced(bootstrap: str, topic: str, items: list[tuple[bytes, bytes]], rate: float,
+          tick_s: float = 0.005) -> None:
+    """Produce at `rate`/s in `tick_s` ticks, stamping each order with the wall clock."""
+    p = Producer({"bootstrap.servers": bootstrap, "linger.ms": max(5, int(tick_s * 1000))})
     t0 = time.monotonic()
     i = 0
     while i < len(items):
@@ -106,7 +112,7 @@ def paced(bootstrap: str, topic: str, items: list[tuple[bytes, bytes]], rate: fl
             p.produce(topic, stamp(v, now), k)
             i += 1
         p.poll(0)
-        time.sleep(0.005)
+        time.sleep(tick_s)
     p.flush(30)
 
 
@@ -120,7 +126,7 @@ class Tap:
         self._event_time = event_time
         c = Consumer({"bootstrap.servers": bootstrap, "group.id": "bench",
                       "enable.auto.commit": "false",
-                      "fetch.wait.max.ms": os.environ.get("TAP_WAIT", "25")})
+                      "fetch.wait.max.ms": os.environ.get("FULFIL_FETCH_WAIT_MAX_MS", "25")})
         c.assign([TopicPartition(t, p, OFFSET_BEGINNING)
                   for t, p in list_partitions({"bootstrap.servers": bootstrap}, [topic])])
         self._c = c
@@ -162,33 +168,44 @@ def start_passthrough(kind: str, stack: Stack, src: str, dst: str, log: Path) ->
     return [subprocess.Popen(argv, stdout=open(log, "wb"), stderr=subprocess.STDOUT)]
 
 
+def prepare(name: str, stack: Stack, prefix: str) -> tuple[str, str, Tap]:
+    """Fresh topics (and, for routing, a clean Redis stocked again); returns (src, dst, tap).
+
+    Redis is flushed because the same order ids are offered in every phase, and the engine
+    would rightly treat them as replays of the previous phase's orders.
+    """
+    routing = name == "routing"
+    src, dst = f"{prefix}orders", f"{prefix}decisions" if routing else f"{prefix}out"
+    if routing:
+        redis.Redis.from_url(stack.redis_url).flushall()
+        create_topics(stack.bootstrap, prefix, PARTITIONS)
+        produce_all(stack.bootstrap, f"{prefix}inventory", stock_events())
+    else:
+        ensure_topics({"bootstrap.servers": stack.bootstrap}, {src: PARTITIONS, dst: PARTITIONS})
+    return src, dst, Tap(stack.bootstrap, dst, _decision_time if routing else _order_time)
+
+
+def wait_ready(name: str, processes: int) -> None:
+    if name == "routing":
+        wait_inventory_applied([METRICS_PORT + i for i in range(processes)],
+                               len(stock_events()), timeout=120)
+    else:
+        time.sleep(3.0)  # start-up
+
+
 def measure(name: str, stack: Stack, run: int, start, orders, rate: float, seconds: float,
             processes: int) -> dict:
     """Throughput on a preloaded topic, then latency at `rate` on fresh topics."""
     res = {"name": name}
     for phase in ("throughput", "latency"):
         prefix = f"b{run}{phase[0]}-{name}."
-        src, dst = f"{prefix}orders", f"{prefix}decisions" if name == "routing" else f"{prefix}out"
-        if name == "routing":
-            # A clean ledger and order book: the same order ids are offered in every phase, and
-            # the engine would rightly treat them as replays of the previous phase's orders.
-            redis.Redis.from_url(stack.redis_url).flushall()
-            create_topics(stack.bootstrap, prefix, PARTITIONS)
-            produce_all(stack.bootstrap, f"{prefix}inventory", stock_events())
-        else:
-            ensure_topics({"bootstrap.servers": stack.bootstrap},
-                          {src: PARTITIONS, dst: PARTITIONS})
+        src, dst, tap = prepare(name, stack, prefix)
         items = orders if phase == "throughput" else orders[: int(rate * seconds)]
         if phase == "throughput":
             produce_all(stack.bootstrap, src, items)
-        tap = Tap(stack.bootstrap, dst, _decision_time if name == "routing" else _order_time)
         procs = start(stack, prefix, src, dst)
         try:
-            if name == "routing":
-                ports = [METRICS_PORT + i for i in range(processes)]
-                wait_inventory_applied(ports, len(stock_events()), timeout=120)
-            else:
-                time.sleep(3.0)  # start-up
+            wait_ready(name, processes)
             if phase == "latency":
                 # warm-up traffic so imports/JIT are done before measuring
                 paced(stack.bootstrap, src, orders[-2000:], 1000.0)
@@ -225,24 +242,13 @@ def soak(name: str, stack: Stack, run: int, start, orders, rate: float, seconds:
          processes: int) -> list[tuple[int, float, float, float]]:
     """Offer `rate`/s for `seconds`; per minute: (minute, p50, p99, pipeline RSS MB)."""
     prefix = f"s{run}-{name}."
-    src, dst = f"{prefix}orders", f"{prefix}decisions" if name == "routing" else f"{prefix}out"
-    if name == "routing":
-        redis.Redis.from_url(stack.redis_url).flushall()
-        create_topics(stack.bootstrap, prefix, PARTITIONS)
-        produce_all(stack.bootstrap, f"{prefix}inventory", stock_events())
-    else:
-        ensure_topics({"bootstrap.servers": stack.bootstrap}, {src: PARTITIONS, dst: PARTITIONS})
-    tap = Tap(stack.bootstrap, dst, _decision_time if name == "routing" else _order_time)
+    src, dst, tap = prepare(name, stack, prefix)
     procs = start(stack, prefix, src, dst)
     rows = []
     try:
-        if name == "routing":
-            wait_inventory_applied([METRICS_PORT + i for i in range(processes)],
-                                   len(stock_events()), timeout=120)
-        else:
-            time.sleep(3.0)
-        feeder = threading.Thread(target=paced, daemon=True,
-                                  args=(stack.bootstrap, src, orders[: int(rate * seconds)], rate))
+        wait_ready(name, processes)
+        feeder = threading.Thread(target=paced, daemon=True, args=(
+            stack.bootstrap, src, orders[: int(rate * seconds)], rate, SOAK_TICK_S))
         t0 = time.time() * 1000.0
         feeder.start()
         minute = 0
@@ -279,6 +285,7 @@ def main() -> None:
                     "routing flow, one after the other, and print latency and memory per minute")
     args = ap.parse_args()
     if args.soak:
+        os.environ.update(SOAK_ENV)  # inherited by the pipelines' processes
         n = int(args.rate * args.soak) + 1
         print(f"generating {n:,} orders from the simulator ...", flush=True)
         orders = order_templates(n)

@@ -100,6 +100,7 @@ _ENV_FIELDS = {
     "batch_size": "FULFIL_BATCH_SIZE",
     "source_slots": "FULFIL_SOURCE_SLOTS",
     "fetch_wait_max_ms": "FULFIL_FETCH_WAIT_MAX_MS",
+    "producer_linger_ms": "FULFIL_PRODUCER_LINGER_MS",
     "workers": "FULFIL_WORKERS",
     "recovery_dir": "FULFIL_RECOVERY_DIR",
     "metrics_port": "FULFIL_METRICS_PORT",

@@ -22,8 +22,7 @@ Errors::
 from __future__ import annotations
 
 import hashlib
-import operator
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -32,6 +31,24 @@ from typing import Any
 import numpy as np
 import redis
 from redis.exceptions import NoScriptError
+
+from state.ledger_codec import (
+    CHUNK,
+    CHUNK_LINES,
+    MAX_QTY,
+    MAX_VERSION,
+    LedgerError,
+    LedgerInputError,
+    LedgerScriptError,
+    _chunks,
+    _day,
+    _group,
+    _int,
+    _name,
+    _pack_order,
+    _parse_record,
+    _text,
+)
 
 __all__ = [
     "MAX_QTY",
@@ -46,20 +63,6 @@ __all__ = [
     "utc_day",
 ]
 
-#: Largest |quantity| accepted anywhere. Lua numbers are doubles; staying far below 2**53 keeps
-#: every sum exact and every number formatted as plain digits.
-MAX_QTY = 10**12
-#: Largest inventory version accepted (exact as a Lua double).
-MAX_VERSION = 2**53 - 1
-#: Items (events or orders) per EVALSHA. A script blocks the Redis shard while it runs; this
-#: caps one call at roughly a millisecond of server time. Bigger batches become several
-#: EVALSHAs in the same pipeline, so still one round trip.
-CHUNK = 1000
-#: Order lines (reserve) or skus (availability) per EVALSHA: the scripts pass two hash fields
-#: per sku to one HMGET through Lua's unpack(), whose limit is ~8000 values.
-CHUNK_LINES = 2000
-_MAX_LINES = 1000  # per order, so that any single order fits in one call
-
 _LUA_DIR = Path(__file__).with_name("lua")
 #: Every script under state/lua is loaded (and re-loaded on NOSCRIPT) by the ledger, which is
 #: also the executor other state/ modules (the order book) hand their commands to.
@@ -67,18 +70,6 @@ _SCRIPT_NAMES = tuple(sorted(p.stem for p in _LUA_DIR.glob("*.lua")))
 _ONE_KEY = frozenset({"apply_inventory"})  # node scripts that never touch resv
 _APPLY_STATUS = ("applied", "stale", "clamped")
 _KINDS = {"snapshot": "s", "delta": "d"}
-
-
-class LedgerError(Exception):
-    """Base of every error the ledger raises itself."""
-
-
-class LedgerInputError(LedgerError, ValueError):
-    """An argument cannot be stored safely (bad id, quantity, version or day); nothing was sent."""
-
-
-class LedgerScriptError(LedgerError):
-    """Redis answered a ledger command with an error (the message names the command and key)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -121,80 +112,6 @@ class ReserveResult:
 def utc_day(epoch_ms: int) -> str:
     """The ``yyyymmdd`` UTC day of a wire timestamp (ms since the epoch), for ``load:<day>``."""
     return datetime.fromtimestamp(epoch_ms / 1000, tz=UTC).strftime("%Y%m%d")
-
-
-# -- validation: ids travel inside TAB/newline-separated strings, so those must never appear --
-
-def _name(value: Any, what: str) -> str:
-    if type(value) is not str or not value or not value.isprintable():
-        raise LedgerInputError(
-            f"{what} must be a non-empty string of printable characters "
-            f"(no tab, newline or other control characters); got {value!r}"
-        )
-    return value
-
-
-def _int(value: Any, what: str, low: int, high: int) -> int:
-    if isinstance(value, bool):
-        raise LedgerInputError(f"{what} must be an integer; got {value!r}")
-    try:
-        number = operator.index(value)
-    except TypeError:
-        raise LedgerInputError(f"{what} must be an integer; got {value!r}") from None
-    if not low <= number <= high:
-        raise LedgerInputError(f"{what} must be in {low}..{high}; got {number}")
-    return number
-
-
-def _day(value: Any) -> str:
-    if type(value) is not str or len(value) != 8 or not value.isascii() or not value.isdigit():
-        raise LedgerInputError(f"day must be a UTC day 'yyyymmdd'; got {value!r}")
-    return value
-
-
-def _text(value: bytes | str) -> str:
-    """Replies are bytes, or str when the client was built with decode_responses=True."""
-    return value.decode() if isinstance(value, bytes) else value
-
-
-def _chunks(items: list, size: int = CHUNK) -> Iterable[list]:
-    for start in range(0, len(items), size):
-        yield items[start : start + size]
-
-
-def _group(pairs: Iterable[tuple[str, Any]]) -> dict[str, list[Any]]:
-    """Group values by node, keeping first-seen node order and in-node order."""
-    groups: dict[str, list[Any]] = {}
-    for node, value in pairs:
-        groups.setdefault(node, []).append(value)
-    return groups
-
-
-def _pack_order(req: ReserveRequest, parts: list[str]) -> None:
-    """Append ``order_id TAB n (TAB sku TAB qty)*n`` fields for reserve.lua."""
-    lines = req.lines
-    if not 1 <= len(lines) <= _MAX_LINES:
-        raise LedgerInputError(
-            f"order {req.order_id!r} at node {req.node_id!r} must have 1..{_MAX_LINES} lines; "
-            f"got {len(lines)}"
-        )
-    parts.append(_name(req.order_id, "order_id"))
-    parts.append(str(len(lines)))
-    for sku, qty in lines:
-        parts.append(_name(sku, "sku"))
-        if type(qty) is not int or not 0 < qty <= MAX_QTY:  # fast path first: plain valid int
-            qty = _int(qty, f"qty of sku {sku!r} in order {req.order_id!r}", 1, MAX_QTY)
-        parts.append(str(qty))
-
-
-def _parse_record(raw: bytes | str) -> tuple[tuple[str, int], ...]:
-    """Lines of a reservation record ("day\\nsku\\tqty\\n..."); the day line has no TAB."""
-    lines = []
-    for row in _text(raw).split("\n"):
-        sku, tab, qty = row.partition("\t")
-        if tab:
-            lines.append((sku, int(qty)))
-    return tuple(lines)
 
 
 class Ledger:

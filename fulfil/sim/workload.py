@@ -27,6 +27,15 @@ import numpy as np
 import orjson
 
 from fulfil.sim.catalogue import Catalogue, initial_inventory, resolve_nodes, stock_plan
+from fulfil.sim.destinations import Destinations
+from fulfil.sim.events import (
+    OCCURRED_AT_TAIL,
+    SimEvent,
+    _broken,
+    invalid_tag,
+    stamp,
+    template,
+)
 from fulfil.sim.scenario import Arrivals, CarrierOutage, LaneDelay, Scenario, StockOut, Surge
 from operators.network import Network
 from schemas.enums import CarrierEventType, InventoryEventType, LaneStatus, OrderEventType
@@ -42,14 +51,12 @@ __all__ = [
 ]
 
 BLOCK = 2048  # orders drawn per RNG block
-OCCURRED_AT_TAIL = b',"occurred_at":'
 _DAY_MS = 86_400_000
 _HOUR_MS = 3_600_000
 _SLA_DAYS = {"standard": 5, "silver": 4, "gold": 3, "vip": 2}
 _PRIORITY = {"standard": 0, "silver": 0, "gold": 1, "vip": 2}
 _CROSSBORDER_EXTRA_DAYS = 7
 _PROMISE_HOUR = 18  # promises are "by 18:00 local"
-_JITTER_DEG = 0.05
 _CREATED, _CANCELLED, _ADDRESS = (
     OrderEventType.CREATED.value, OrderEventType.CANCELLED.value,
     OrderEventType.ADDRESS_CHANGED.value,
@@ -57,29 +64,6 @@ _CREATED, _CANCELLED, _ADDRESS = (
 _SNAPSHOT, _ADJUSTED = InventoryEventType.SNAPSHOT.value, InventoryEventType.ADJUSTED.value
 _LANE = CarrierEventType.LANE_STATUS.value
 
-
-class SimEvent(NamedTuple):
-    """One event to produce; ``value`` is a template to finish with `stamp`."""
-
-    topic: TopicName
-    key: str
-    value: bytes
-    tag: str
-
-
-def invalid_tag(kind: str) -> str:
-    """The tag of an injected invalid order of ``kind`` (see `scenario.INVALID_KINDS`)."""
-    return f"invalid:{kind}"
-
-
-def template(event: dict[str, Any]) -> bytes:
-    """``event`` (without occurred_at) as JSON with its closing brace swapped for the tail."""
-    return orjson.dumps(event)[:-1] + OCCURRED_AT_TAIL
-
-
-def stamp(value: bytes, now_ms: int) -> bytes:
-    """Finish a template: append ``occurred_at`` and the closing brace (~0.2 µs)."""
-    return b"%b%d}" % (value, now_ms)
 
 
 def promise_ms(event_ms: Any, days: Any, utc_offset_hours: float) -> Any:
@@ -145,7 +129,7 @@ class Workload:
             for j in range(len(sc.lines))
         ]  # fmt: skip
         self._single_line = [[[d] for d in per_q] for per_q in self._line_cache[0]]
-        self._index_prefixes()
+        self._dests = Destinations(network, self._cdfs["region"], sc.coords_share)
         self._surges = any(isinstance(d, Surge) for d in sc.disruptions)
         self.arrivals = Arrivals(scenario)
         self._plan = stock_plan(network, catalogue, scenario)
@@ -215,8 +199,8 @@ class Workload:
         tier = np.searchsorted(cd["tier"], u[:, 1], side="right")
         days = self._sla_days[tier] + np.where(ch == self._crossborder, _CROSSBORDER_EXTRA_DAYS, 0)
         t_ms = self.start_ms + (ts * 1000).astype(np.int64)
-        dest = self._destinations(rng, n)
-        dest2 = self._destinations(rng, n)  # the changed-to address, when there is one
+        dest = self._dests.draw(rng, n)
+        dest2 = self._dests.draw(rng, n)  # the changed-to address, when there is one
         moved = np.nonzero(change >= 0)[0]
         blk = _Block(
             t=ts.tolist(),
@@ -232,68 +216,14 @@ class Workload:
             ).tolist(),
             cancel=np.where(u[:, 5] < sc.cancel_rate, 1.0 + 19.0 * u[:, 6], -1.0).tolist(),
             change=change.tolist(),
-            dest=self._dest_dicts(*dest),
+            dest=self._dests.to_dicts(*dest),
             dest2=dict(
-                zip(moved.tolist(), self._dest_dicts(*(c[moved] for c in dest2)), strict=True)
+                zip(moved.tolist(), self._dests.to_dicts(*(c[moved] for c in dest2)), strict=True)
             ),
         )
         self._blocks[b] = blk
         return blk
 
-    def _index_prefixes(self) -> None:
-        """Flat prefix tables (code, lat, lng, region) with a [start, count) range per region.
-
-        A region with no known prefix gets one empty-code row at its centroid (see
-        `_dest_dicts`), so every region the demand can draw is addressable.
-        """
-        net = self.network
-        rows: list[list[tuple[str, float, float]]] = [[] for _ in net.regions]
-        for key, (lat, lng, r) in sorted(net.postal_prefixes.items()):
-            rows[r].append((key.zfill(3), lat, lng))
-        for r, lst in enumerate(rows):
-            if not lst:
-                lst.append(("", float(net.region_lat[r]), float(net.region_lng[r])))
-        flat = [(code, lat, lng, r) for r, lst in enumerate(rows) for code, lat, lng in lst]
-        self._pre_code = [f[0] for f in flat]
-        self._pre_lat = np.array([f[1] for f in flat])
-        self._pre_lng = np.array([f[2] for f in flat])
-        self._pre_region = [f[3] for f in flat]
-        self._pre_count = np.array([len(lst) for lst in rows])
-        self._pre_start = np.concatenate(([0], np.cumsum(self._pre_count)[:-1]))
-
-    def _destinations(self, rng: np.random.Generator, n: int) -> tuple[np.ndarray, ...]:
-        """(prefix row, suffix, has-coords, jitter-lat, jitter-lng) columns for n addresses."""
-        region = np.minimum(np.searchsorted(self._cdfs["region"], rng.random(n), side="right"),
-                            len(self.network.regions) - 1)  # fmt: skip
-        row = self._pre_start[region] + (rng.random(n) * self._pre_count[region]).astype(np.int64)
-        return (
-            row,
-            rng.integers(0, 100_000, n),
-            rng.random(n) < self.scenario.coords_share,
-            rng.uniform(-_JITTER_DEG, _JITTER_DEG, n),
-            rng.uniform(-_JITTER_DEG, _JITTER_DEG, n),
-        )
-
-    def _dest_dicts(self, row: np.ndarray, suffix: np.ndarray, coords: np.ndarray,
-                    jlat: np.ndarray, jlng: np.ndarray) -> list[dict[str, Any]]:  # fmt: skip
-        """Destination dicts: a 5-digit postal code inside a real prefix of the drawn region,
-        plus jittered prefix-centroid coordinates for a ``coords_share`` of them."""
-        lat = np.round(self._pre_lat[row] + jlat, 5).tolist()
-        lng = np.round(self._pre_lng[row] + jlng, 5).tolist()
-        codes = [
-            p + str(x).zfill(5)[len(p):] if 0 < len(p) < 5 else p
-            for p, x in zip([self._pre_code[r] for r in row.tolist()], suffix.tolist(), strict=True)
-        ]
-        out: list[dict[str, Any]] = [
-            {"postal_code": code, "country": "BR", "lat": la, "lng": lo} if c
-            else {"postal_code": code, "country": "BR"}
-            for code, c, la, lo in zip(codes, coords.tolist(), lat, lng, strict=True)
-        ]  # fmt: skip
-        for i, r in enumerate(row.tolist()):
-            if not codes[i]:  # a region without known prefixes: its centroid, named explicitly
-                out[i] = {"region": self.network.regions[self._pre_region[r]], "country": "BR",
-                          "lat": lat[i], "lng": lng[i]}  # fmt: skip
-        return out
 
     # ------------------------------------------------------------ orders
 
@@ -522,19 +452,3 @@ class _Block(NamedTuple):
 
 def _line(j: int, sku: str, qty: int, weight_g: int) -> dict[str, Any]:
     return {"line_id": str(j + 1), "sku": sku, "qty": qty, "weight_g": weight_g}
-
-
-def _broken(ev: dict[str, Any], kind: str) -> bytes:
-    """An order made invalid in one specific way, as a template (stamped like any other)."""
-    if kind == "qty-zero":  # copy: line dicts are shared between orders
-        ev["lines"] = [{**ev["lines"][0], "qty": 0}, *ev["lines"][1:]]
-    elif kind == "missing-lines":
-        del ev["lines"]
-    elif kind == "unknown-type":
-        ev["type"] = "order.teleported"
-    value = template(ev)
-    if kind == "malformed-json":  # the lines array never closes: '"value":' lands inside it
-        value = value.replace(b'],"value":', b',"value":', 1)
-    elif kind == "non-utf8":  # a Latin-1 byte inside a string: not decodable as UTF-8
-        value = value.replace(b'"sku":"', b'"sku":"\xe9', 1)
-    return value

@@ -1,19 +1,15 @@
-"""The stock ledger against a real redis-server (and a real 3-shard Redis Cluster).
+"""The stock ledger against a real redis-server: inventory, reserve, split orders, release,
+ship, load, availability, and random operation sequences against a plain-Python model.
 
 Given/when/then in the test names; every assertion reads Redis back through the public API.
+Input checks and robustness are in test_ledger_robustness.py, Redis Cluster in
+test_ledger_cluster.py, connecting in test_redis_client.py; shared helpers in ledger_helpers.py.
 """
 
 from __future__ import annotations
 
 import multiprocessing
-import shutil
-import socket
-import subprocess
 import threading
-import time
-import uuid
-from collections.abc import Iterator
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -21,37 +17,9 @@ import redis
 from hypothesis import settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, rule, run_state_machine_as_test
-from redis.crc import key_slot
 
-from fulfil.infra import free_port, redis_server_bin
-from state.ledger import (
-    CHUNK,
-    CHUNK_LINES,
-    InventoryUpdate,
-    Ledger,
-    LedgerInputError,
-    ReserveRequest,
-    utc_day,
-)
-from state.redis_client import RedisConfigError, RedisUnavailable, connect, redact
-
-DAY, NEXT_DAY = "20250301", "20250302"
-
-
-@pytest.fixture
-def ledger(redis_client: redis.Redis) -> Ledger:
-    return Ledger(redis_client)
-
-
-def stock_up(ledger: Ledger, node: str, **on_hand: int) -> None:
-    ledger.apply_inventory(
-        [InventoryUpdate(node, sku, 1, "snapshot", qty) for sku, qty in on_hand.items()]
-    )
-
-
-def req(order: str, node: str, *lines: tuple[str, int]) -> ReserveRequest:
-    return ReserveRequest(order, node, tuple(lines))
-
+from state.ledger import CHUNK, CHUNK_LINES, InventoryUpdate, Ledger, LedgerInputError
+from tests.test_state.ledger_helpers import DAY, NEXT_DAY, req, stock_up
 
 # -- inventory ------------------------------------------------------------------------------
 
@@ -317,241 +285,6 @@ def test_availability_of_more_skus_than_one_script_call_takes(ledger: Ledger) ->
     expected[-1] -= 4
     assert atp[0].tolist() == [0] * len(skus) and atp[1].tolist() == expected
     assert load.tolist() == [0, 1]
-
-
-# -- robustness -----------------------------------------------------------------------------
-
-@pytest.mark.parametrize(
-    ("request_", "match"),
-    [
-        (req("o\t1", "N1", ("a", 1)), "order_id"),
-        (req("o1", "N1", ("a\nb", 1)), "sku"),
-        (req("o1", "N1", ("", 1)), "sku"),
-        (req("o1", "N\x00", ("a", 1)), "node_id"),
-        (req("o1", "N1", ("a", 0)), "qty"),
-        (req("o1", "N1", ("a", True)), "qty"),
-        (req("o1", "N1", ("a", 1.5)), "qty"),
-        (req("o1", "N1"), "lines"),
-    ],
-)
-def test_unsafe_ids_and_quantities_are_rejected_before_anything_is_sent(
-    ledger: Ledger, redis_client: redis.Redis, request_: ReserveRequest, match: str
-) -> None:
-    with pytest.raises(LedgerInputError, match=match):
-        ledger.reserve([req("fine", "N1", ("a", 1)), request_], DAY)
-    assert redis_client.dbsize() == 0
-
-
-def test_bad_day_kind_version_and_prefix_are_rejected(redis_client: redis.Redis) -> None:
-    ledger = Ledger(redis_client)
-    with pytest.raises(LedgerInputError, match="yyyymmdd"):
-        ledger.reserve([req("o1", "N1", ("a", 1))], "2025-03-01")
-    with pytest.raises(LedgerInputError, match="kind"):
-        ledger.apply_inventory([InventoryUpdate("N1", "a", 1, "recount", 1)])
-    with pytest.raises(LedgerInputError, match="version"):
-        ledger.apply_inventory([InventoryUpdate("N1", "a", -1, "snapshot", 1)])
-    with pytest.raises(LedgerInputError, match="snapshot value"):
-        ledger.apply_inventory([InventoryUpdate("N1", "a", 1, "snapshot", -1)])
-    with pytest.raises(LedgerInputError, match="prefix"):
-        Ledger(redis_client, prefix="a{b}")
-
-
-def test_numpy_integers_and_unicode_ids_are_accepted(ledger: Ledger) -> None:
-    stock_up(ledger, "São Paulo {1}", **{"camisa-ç 'M'": 3})
-    order = req("pedido-ü", "São Paulo {1}", ("camisa-ç 'M'", np.int64(2)))
-    assert ledger.reserve([order], DAY)[0].status == "reserved"
-    assert ledger.reservation("São Paulo {1}", "pedido-ü") == (("camisa-ç 'M'", 2),)
-
-
-def test_scripts_are_reloaded_transparently_after_a_script_flush(
-    ledger: Ledger, redis_client: redis.Redis
-) -> None:
-    stock_up(ledger, "N1", a=2)
-    redis_client.script_flush()  # what a restart of a non-persistent Redis looks like
-    assert ledger.reserve([req("o1", "N1", ("a", 1))], DAY)[0].status == "reserved"
-    redis_client.script_flush()
-    assert ledger.release({"N1": ["o1"]}, DAY) == {("N1", "o1"): "released"}
-
-
-def test_prefixes_keep_deployments_apart(redis_client: redis.Redis) -> None:
-    blue, green = Ledger(redis_client, "blue"), Ledger(redis_client, "green")
-    stock_up(blue, "N1", a=4)
-    assert green.stock("N1", "a") == (0, 0, 0)
-    assert all(k.startswith(b"blue:{n:N1}:") for k in redis_client.scan_iter())
-
-
-def test_decoded_responses_client_gives_the_same_results(redis_url: str) -> None:
-    ledger = Ledger(redis.Redis.from_url(redis_url, decode_responses=True))
-    stock_up(ledger, "N1", a=1)
-    [short] = ledger.reserve([req("o1", "N1", ("a", 2))], DAY)
-    assert (short.short_sku, short.short_atp) == ("a", 1)
-    ledger.reserve([req("o2", "N1", ("a", 1))], DAY)
-    assert ledger.reservation("N1", "o2") == (("a", 1),)
-
-
-def test_utc_day_of_a_wire_timestamp() -> None:
-    assert utc_day(1_700_000_000_000) == "20231114"  # 2023-11-14 22:13:20 UTC
-    assert (utc_day(86_399_999), utc_day(86_400_000)) == ("19700101", "19700102")
-
-
-@pytest.mark.parametrize("node", ["N1", "n:1", "a}b", "{x}", "São Paulo", "}", "{"])
-def test_every_key_of_a_node_hashes_to_one_slot(redis_client: redis.Redis, node: str) -> None:
-    keys = Ledger(redis_client, prefix="fulfil").node_keys(node)
-    assert len({key_slot(k.encode()) for k in keys}) == 1
-    assert all("{n:" in k for k in keys)
-
-
-def test_different_nodes_spread_over_slots(redis_client: redis.Redis) -> None:
-    ledger = Ledger(redis_client)
-    assert len({key_slot(ledger.node_keys(f"N{i}")[0].encode()) for i in range(40)}) > 30
-
-
-# -- connecting -----------------------------------------------------------------------------
-
-def test_redact_hides_passwords_and_secret_query_values() -> None:
-    assert redact("redis://u:p%40ss@h:1/0") == "redis://u:***@h:1/0"
-    assert redact("rediss://:pa/ss#x@h:1") == "rediss://:***@h:1"
-    assert redact("redis+cluster://h:1,h:2?password=x&db=0") == (
-        "redis+cluster://h:1,h:2?password=***&db=0"
-    )
-
-
-def test_connect_errors_never_show_the_password(redis_client: redis.Redis, redis_url: str) -> None:
-    port = redis_url.rsplit(":", 1)[1].split("/")[0]
-    redis_client.acl_setuser("ledger", enabled=True, passwords=["+s3cr@t/pw"], keys="*",
-                             commands=["+@all"])
-    try:
-        ok = connect(f"redis://ledger:s3cr%40t%2Fpw@127.0.0.1:{port}/0")
-        assert ok.ping()
-        ok.close()
-        for url in (f"redis://ledger:wr0ngpass@127.0.0.1:{port}/0",
-                    f"redis://ledger:s3cr@t/pw@127.0.0.1:{port}/0",
-                    f"redis://ledger:wr0ngpass@127.0.0.1:{free_port()}/0"):
-            with pytest.raises((RedisUnavailable, RedisConfigError)) as caught:
-                connect(url)
-            for secret in ("wr0ng", "s3cr", "t/pw"):
-                assert secret not in str(caught.value)
-            assert caught.value.__cause__ is None and "***" in str(caught.value)
-        with pytest.raises(RedisConfigError, match="scheme"):
-            connect("http://u:pw@h")
-    finally:
-        redis_client.acl_deluser("ledger")
-
-
-def _spawn_redis(workdir: Path, *extra: str, port: int = 0) -> tuple[subprocess.Popen, int]:
-    port = port or free_port()
-    proc = subprocess.Popen(
-        [redis_server_bin(), "--port", str(port), "--bind", "127.0.0.1", "--save", "",
-         "--appendonly", "no", "--dir", str(workdir), *extra],
-        stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT, cwd=workdir,
-    )
-    deadline = time.monotonic() + 15
-    while time.monotonic() < deadline:
-        try:
-            socket.create_connection(("127.0.0.1", port), 0.2).close()
-            return proc, port
-        except OSError:
-            time.sleep(0.05)
-    proc.kill()
-    raise RuntimeError(f"redis-server on {port} did not start")
-
-
-def test_connect_over_a_unix_socket(tmp_path: Path) -> None:
-    sock = tmp_path / "r.sock"
-    proc, _ = _spawn_redis(tmp_path, "--unixsocket", str(sock))
-    try:
-        client = connect(f"unix://{sock}?db=0")
-        ledger = Ledger(client)
-        stock_up(ledger, "N1", a=1)
-        assert ledger.reserve([req("o1", "N1", ("a", 1))], DAY)[0].status == "reserved"
-        client.close()
-    finally:
-        proc.terminate()
-        proc.wait(10)
-
-
-# -- a real Redis Cluster -------------------------------------------------------------------
-
-def _port_and_bus() -> tuple[int, int]:
-    """A free port whose port + 10000 (the cluster bus) is free too."""
-    for _ in range(100):
-        port = free_port()
-        if port + 10000 > 65535:
-            continue
-        with socket.socket() as probe:
-            try:
-                probe.bind(("127.0.0.1", port + 10000))
-            except OSError:
-                continue
-        return port, port + 10000
-    raise RuntimeError("no free port pair for a cluster node")
-
-
-@pytest.fixture(scope="module")
-def cluster_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """Three cluster-enabled redis-servers joined with redis-cli, no replicas."""
-    cli = shutil.which("redis-cli")
-    if cli is None:
-        pytest.skip("redis-cli is not on PATH: cannot create a Redis Cluster")
-    version = subprocess.run([redis_server_bin(), "--version"], capture_output=True, text=True)
-    major = int(version.stdout.split("v=")[1].split(".")[0])
-    workdir = tmp_path_factory.mktemp("cluster")
-    procs, ports = [], []
-    try:
-        for _ in range(3):
-            port, bus = _port_and_bus()
-            # redis < 7 has no --cluster-port: its bus is always port + 10000
-            bus_args = ["--cluster-port", str(bus)] if major >= 7 else []
-            proc, _ = _spawn_redis(workdir, "--cluster-enabled", "yes", *bus_args,
-                                   "--cluster-config-file", f"nodes-{port}.conf", port=port)
-            procs.append(proc)
-            ports.append(port)
-        subprocess.run(
-            [cli, "--cluster", "create", *(f"127.0.0.1:{p}" for p in ports),
-             "--cluster-replicas", "0", "--cluster-yes"],
-            check=True, capture_output=True, timeout=60,
-        )
-        deadline = time.monotonic() + 30
-        while True:
-            states = [redis.Redis(port=p).cluster("info")["cluster_state"] for p in ports]
-            if all(s == "ok" for s in states):
-                break
-            if time.monotonic() > deadline:
-                pytest.fail(f"cluster did not become ok: {states}")
-            time.sleep(0.1)
-        yield f"redis+cluster://127.0.0.1:{ports[0]},127.0.0.1:{ports[1]}"
-    finally:
-        for proc in procs:
-            proc.terminate()
-        for proc in procs:
-            proc.wait(10)
-
-
-def test_ledger_runs_unchanged_on_a_real_redis_cluster(cluster_url: str) -> None:
-    client = connect(cluster_url)
-    ledger = Ledger(client, prefix=f"t{uuid.uuid4().hex[:8]}")
-    nodes = [f"N{i:02d}" for i in range(12)]
-    shards = {client.get_node_from_key(ledger.node_keys(n)[0]).name for n in nodes}
-    assert len(shards) >= 2  # the batch really crosses shards
-    assert ledger.apply_inventory(
-        [InventoryUpdate(n, "a", 1, "snapshot", 2) for n in nodes]
-    ) == ["applied"] * 12
-    results = ledger.reserve([req(f"o-{n}", n, ("a", 2)) for n in nodes]
-                             + [req("late", nodes[0], ("a", 1))], DAY)
-    assert [r.status for r in results] == ["reserved"] * 12 + ["short"]
-    atp, load = ledger.availability(nodes, ["a"], DAY)
-    assert atp.sum() == 0 and load.tolist() == [1] * 12
-    assert ledger.release({n: [f"o-{n}"] for n in nodes[:6]}, DAY) == {
-        (n, f"o-{n}"): "released" for n in nodes[:6]
-    }
-    assert set(ledger.ship({n: [f"o-{n}"] for n in nodes[6:]}).values()) == {"shipped"}
-    split = ledger.reserve_split([req("s1", n, ("a", 1)) for n in nodes[:3]]
-                                 + [req("s1", nodes[7], ("a", 1))], DAY)
-    assert [r.status for r in split] == ["released"] * 3 + ["short"]
-    assert [ledger.stock(n, "a") for n in (nodes[0], nodes[7])] == [(2, 0, 2), (0, 0, 0)]
-    client.script_flush()  # every primary: the next EVALSHA meets NOSCRIPT and reloads
-    assert ledger.reserve([req("o2", nodes[1], ("a", 1))], DAY)[0].status == "reserved"
-    client.close()
 
 
 # -- property: random operation sequences keep the ledger's invariants ----------------------
