@@ -39,6 +39,7 @@ from operators.orders import (
     with_destination,
 )
 from operators.planner import Plan, Planner, Unroutable
+from schemas.enums import DecisionStatus, OrderEventType
 from schemas.errors import ValidationError
 from schemas.validation import decode_and_validate
 from state.availability import AvailabilityCache
@@ -59,6 +60,18 @@ def now_ms() -> int:
 
 def utc_day(ms: int) -> str:
     return datetime.fromtimestamp(ms / 1000, UTC).strftime("%Y%m%d")
+
+
+def dead_out(dlq_topic: str, raw: RawMessage, step: str, code: str, message: str, now: int,
+             field: str = "", rule: str = "") -> Out:
+    """A dead-letter sink item for `raw` (keyed by its source topic), counted in the metrics."""
+    metrics.DEAD_LETTERS.labels(topic=raw.topic, code=code).inc()
+    value = dead_letter(
+        topic=raw.topic, partition=raw.partition, offset=raw.offset, key=raw.key,
+        payload=raw.value, step=step, code=code, message=message, at_ms=now,
+        field=field, rule=rule,
+    )
+    return raw.topic, OutMessage(dlq_topic, -1, raw.topic.encode(), value)
 
 
 def waves(items: Sequence[tuple[RawMessage, dict]]) -> Iterator[list[tuple[RawMessage, dict]]]:
@@ -112,14 +125,7 @@ class Router:
 
     def _dead(self, raw: RawMessage, step: str, code: str, message: str, now: int,
               field_: str = "", rule: str = "") -> Out:
-        metrics.DEAD_LETTERS.labels(topic=raw.topic, code=code).inc()
-        value = dead_letter(
-            topic=raw.topic, partition=raw.partition, offset=raw.offset, key=raw.key,
-            payload=raw.value, step=step, code=code, message=message, at_ms=now,
-            field=field_, rule=rule,
-        )
-        key = raw.topic
-        return key, OutMessage(self.dlq_topic, -1, key.encode(), value)
+        return dead_out(self.dlq_topic, raw, step, code, message, now, field_, rule)
 
     # -- entry point ---------------------------------------------------------------------------
 
@@ -146,7 +152,7 @@ class Router:
         out: list[Out] = []
         day = utc_day(now)
         created = {ev["order_id"]: order_from_created(ev) for _, ev in wave
-                   if ev["type"] == "order.created"}
+                   if ev["type"] == OrderEventType.CREATED}
         raw_records = self._read(list(dict.fromkeys(ev["order_id"] for _, ev in wave)),
                                  created.values(), day)
         pending: list[_Pending] = []
@@ -157,11 +163,12 @@ class Router:
             oid = ev["order_id"]
             rec = OrderRecord.loads(raw_records[oid]) if oid in raw_records else None
             kind = ev["type"]
-            if rec is not None and (rec.event_id == ev["event_id"] or kind == "order.created"):
+            replayed = rec is not None and rec.event_id == ev["event_id"]
+            if rec is not None and (replayed or kind == OrderEventType.CREATED):
                 replays.append((raw, ev, rec))
-            elif kind == "order.created":
+            elif kind == OrderEventType.CREATED:
                 pending.append(_Pending(raw, ev, created[oid], 1))
-            elif rec is None or rec.status == "cancelled":
+            elif rec is None or rec.status == DecisionStatus.CANCELLED:
                 why = "no such order" if rec is None else "order is already cancelled"
                 out.append(self._dead(raw, "route-orders", "unknown-order",
                                       f"{kind} for {oid!r}: {why}", now, "order_id"))
@@ -169,7 +176,7 @@ class Router:
                 for node, lines in rec.reservations.items():
                     releases.setdefault(node, []).append(oid)
                     self.stock.invalidate(sku for sku, _ in lines)
-                if kind == "order.cancelled":
+                if kind == OrderEventType.CANCELLED:
                     cancels.append((raw, ev, rec))
                 else:
                     order = with_destination(rec.order, ev["destination"])
@@ -202,7 +209,7 @@ class Router:
             return []
         requests = [
             ReserveRequest(rec.order.order_id, node, tuple((s, int(q)) for s, q in lines))
-            for _, _, rec in replays if rec.status == "routed"
+            for _, _, rec in replays if rec.status == DecisionStatus.ROUTED
             for node, lines in rec.reservations.items()
         ]
         results = self.ledger.reserve(requests, day) if requests else []
@@ -228,7 +235,7 @@ class Router:
             payload = cancelled_decision(rec.order, version, ev, raw.received_ms, now,
                                          self.network.version)
             records[rec.order.order_id] = OrderRecord(
-                ev["event_id"], version, "cancelled", payload, rec.order, {}
+                ev["event_id"], version, DecisionStatus.CANCELLED, payload, rec.order, {}
             ).dumps()
             metrics.DECISIONS.labels(status="cancelled").inc()
             out.append(self._decision(rec.order.order_id, payload))
@@ -312,8 +319,8 @@ class Router:
         if isinstance(plan, Unroutable):
             payload = unroutable_decision(p.order, p.version, ev, plan.reason, p.raw.received_ms,
                                           now, self.network.version)
-            record = OrderRecord(ev["event_id"], p.version, "unroutable", payload, p.order, {})
-            return payload, record
+            return payload, OrderRecord(ev["event_id"], p.version, DecisionStatus.UNROUTABLE,
+                                        payload, p.order, {})
         payload = routed_decision(p.order, p.version, ev, plan, self.network, p.reasons,
                                   p.raw.received_ms, now)
         reservations: dict[str, list[list[Any]]] = {}
@@ -321,8 +328,8 @@ class Router:
             node = self.node_ids[shipment.node]
             lines = [(p.order.lines[i].sku, p.order.lines[i].qty) for i in shipment.lines]
             reservations[node] = [list(x) for x in group_lines(lines)]
-        return payload, OrderRecord(ev["event_id"], p.version, "routed", payload, p.order,
-                                    reservations)
+        return payload, OrderRecord(ev["event_id"], p.version, DecisionStatus.ROUTED, payload,
+                                    p.order, reservations)
 
     def _emit(self, p: _Pending, plan: Plan | Unroutable, payload: bytes, now: int) -> list[Out]:
         oid = p.order.order_id

@@ -25,11 +25,10 @@ import bytewax.operators as op
 from bytewax.dataflow import Dataflow
 from bytewax.outputs import DynamicSink, StatelessSinkPartition
 
-from dataflows.connectors import KafkaSink, KafkaSource, OutMessage, RawMessage
-from dataflows.router import Out, Router, now_ms
+from dataflows.connectors import KafkaSink, KafkaSource, RawMessage
+from dataflows.router import Out, Router, dead_out, now_ms
 from fulfil import metrics
 from fulfil.config import Config, load_config
-from operators.deadletters import dead_letter
 from operators.lanes import LaneHealth, lane_key, update_lane
 from operators.network import Network, load_default
 from schemas.errors import ValidationError
@@ -66,13 +65,8 @@ class _PerWorker:
 
 
 def _dead(config: Config, raw: RawMessage, step: str, exc: ValidationError, now: int) -> Out:
-    metrics.DEAD_LETTERS.labels(topic=raw.topic, code=exc.code).inc()
-    value = dead_letter(
-        topic=raw.topic, partition=raw.partition, offset=raw.offset, key=raw.key,
-        payload=raw.value, step=step, code=exc.code, message=exc.message, at_ms=now,
-        field=exc.field, rule=exc.rule,
-    )
-    return raw.topic, OutMessage(config.topic("dead-letters"), -1, raw.topic.encode(), value)
+    return dead_out(config.topic("dead-letters"), raw, step, exc.code, exc.message, now,
+                    exc.field, exc.rule)
 
 
 class RouteOrders:

@@ -204,20 +204,17 @@ def _envelope_error(event: Any, variants: tuple[str, ...]) -> ValidationError:
 def _dispatcher(doc: dict[str, Any]) -> Validator:
     """One compiled validator per `type`, chosen by a dict lookup."""
     variants = tuple(doc["properties"]["type"]["enum"])
-    table = {v: (fastjsonschema.compile(_variant_schema(doc, v)), CHECKS.get(v)) for v in variants}
+    table = {
+        v: _guarded(fastjsonschema.compile(_variant_schema(doc, v)), CHECKS.get(v))
+        for v in variants
+    }
 
     def run(event: Any) -> dict[str, Any]:
         try:
-            compiled, check = table[event["type"]]
+            guarded = table[event["type"]]
         except (KeyError, TypeError):  # no/unknown/unhashable type, or not an object
             raise _envelope_error(event, variants) from None
-        try:
-            compiled(event)
-        except JsonSchemaValueException as exc:
-            raise from_schema_exception(exc) from None
-        if check is not None:
-            check(event)
-        return event
+        return guarded(event)
 
     return run
 
