@@ -259,8 +259,9 @@ class Router:
         lanes = self._lane_health(now)
         for round_no in range(MAX_RACE_ROUNDS):
             prep = self.planner.prepare([p.order for p in pending])
-            # Round 0 may use the optimistic cache; re-plans after a lost race read fresh.
-            atp, load = self.stock.get(prep.skus, day, fresh=round_no > 0)
+            # Round 0 uses the cache (`_read` refreshed it for this wave); re-plans after a lost
+            # race read fresh.
+            atp, load = self.stock.get(prep.skus, day, fresh=round_no > 0, refresh=False)
 
             plans = self.planner.plan(prep, atp, load, lanes, now)
             decided: dict[str, tuple[_Pending, Plan | Unroutable, bytes]] = {}

@@ -176,7 +176,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     demo = sub.add_parser("demo", help="run everything embedded with a live view")
     demo.add_argument("--duration", type=float, default=60.0)
-    demo.add_argument("--rate", type=float, default=2000.0)
+    demo.add_argument("--rate", type=float, default=1000.0,
+                      help="orders/s averaged over the simulated day (one day per run); the "
+                      "network ships ~93k orders/day, so above ~1,500/s nodes fill up")
     demo.add_argument("--workers", type=int, default=1, help="engine processes")
     demo.set_defaults(func=cmd_demo)
 

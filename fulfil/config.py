@@ -52,7 +52,7 @@ class Config:
     enforce_capacity: bool = True
     weights: Mapping[str, float] = field(default_factory=dict)
     lane_refresh_ms: int = 250
-    availability_ttl_ms: int = 1000  # optimistic ATP cache; reservations re-check atomically
+    availability_ttl_ms: int = 2000  # optimistic ATP cache; reservations re-check atomically
     decision_ttl_days: int = 14
     # Runtime.
     workers: int = 1

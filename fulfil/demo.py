@@ -25,6 +25,13 @@ from fulfil.monitor import OutputTap, TapStats, percentile
 
 ROOT = Path(__file__).resolve().parents[1]
 
+#: The embedded broker's fetch cost grows with the number of record batches a partition holds
+#: (../shared/PERFORMANCE-NOTES.md): over a minute at thousands of events/s, 2-5 ms producer
+#: batches make the broker use more CPU than the engine. The demo therefore batches harder
+#: everywhere (20 ms) and waits up to 50 ms per fetch; production Kafka needs none of this.
+EMBEDDED_KAFKA_ENV = {"FULFIL_PRODUCER_LINGER_MS": "20", "FULFIL_FETCH_WAIT_MAX_MS": "50"}
+EMBEDDED_PRODUCER = {"linger.ms": 20}
+
 
 def create_topics(bootstrap: str, prefix: str, partitions: int | None = None) -> None:
     from dataflows.connectors import ensure_topics
@@ -42,7 +49,7 @@ def start_engine(stack: Stack, prefix: str, processes: int = 1, extra: Sequence[
 
     With `metrics_port`, process i serves Prometheus metrics on `metrics_port + i`.
     """
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    env = {**EMBEDDED_KAFKA_ENV, **os.environ, "PYTHONUNBUFFERED": "1"}
     base = [sys.executable, "-m", "fulfil.cli", "run", "--kafka", stack.bootstrap,
             "--redis", stack.redis_url, "--topic-prefix", prefix,
             "--source-slots", str(processes), *extra]
@@ -141,13 +148,13 @@ class DemoResult:
         return self.error is None and not self.engine_exited and self.published is not None
 
 
-def run_demo(duration_s: float = 60.0, rate: float = 2000.0, workers: int = 1) -> int:
+def run_demo(duration_s: float = 60.0, rate: float = 1000.0, workers: int = 1) -> int:
     """`fulfil demo`: exit code 0 when the run completed and every event was accounted for."""
     result = demo(duration_s, rate, workers)
     return 0 if result.ok else 1
 
 
-def demo(duration_s: float = 60.0, rate: float = 2000.0, workers: int = 1,
+def demo(duration_s: float = 60.0, rate: float = 1000.0, workers: int = 1,
          workdir: Path | None = None) -> DemoResult:
     from fulfil.sim.publisher import publish
     from fulfil.sim.scenario import Scenario
@@ -157,6 +164,8 @@ def demo(duration_s: float = 60.0, rate: float = 2000.0, workers: int = 1,
     tty = sys.stdout.isatty()
     workdir = workdir or ROOT / ".demo"
     workdir.mkdir(exist_ok=True)
+    for old in workdir.glob("*.log"):  # logs of this run only
+        old.unlink()
     engine_exited = False
     print(f"fulfil demo: {duration_s:.0f} s at {rate:,.0f} orders/s, {workers} engine process(es)")
     with embedded_stack(workdir) as stack:
@@ -166,7 +175,7 @@ def demo(duration_s: float = 60.0, rate: float = 2000.0, workers: int = 1,
         ports = [metrics_port + i for i in range(workers)]
         procs = start_engine(stack, prefix, workers, log_dir=workdir, metrics_port=metrics_port)
         tap = OutputTap(stack.bootstrap, f"{prefix}decisions", f"{prefix}dead-letters",
-                        keep_orders=False).start()
+                        kafka={"fetch.wait.max.ms": "50"}, keep_orders=False).start()
         counts = {"orders": 0}
         done = threading.Event()
         result: dict = {}
@@ -182,7 +191,8 @@ def demo(duration_s: float = 60.0, rate: float = 2000.0, workers: int = 1,
         def publisher() -> None:
             try:
                 result["stats"] = publish(stack.bootstrap, scenario, prefix=prefix,
-                                          on_tick=on_tick, before_stream=wait_stocked)
+                                          producer_config=EMBEDDED_PRODUCER, on_tick=on_tick,
+                                          before_stream=wait_stocked)
             except Exception as exc:  # shown in the summary, never swallowed
                 result["error"] = exc
             finally:

@@ -65,8 +65,8 @@ class OutputTap:
 
     def _run(self) -> None:
         consumer = Consumer({
-            **self._conf, "group.id": "fulfil-tap", "enable.auto.commit": "false",
-            "fetch.wait.max.ms": "25", "enable.partition.eof": "false",
+            "fetch.wait.max.ms": "25", **self._conf, "group.id": "fulfil-tap",
+            "enable.auto.commit": "false", "enable.partition.eof": "false",
         })
         parts = list_partitions(self._conf, self._topics)
         consumer.assign([TopicPartition(t, p, OFFSET_BEGINNING) for t, p in parts])

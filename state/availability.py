@@ -42,21 +42,23 @@ class AvailabilityCache:
         self._day = ""
         self.reads = 0  # skus read from Redis (for metrics and tests)
 
-    def get(self, skus: Sequence[str], day: str, fresh: bool = False
+    def get(self, skus: Sequence[str], day: str, fresh: bool = False, refresh: bool = True
             ) -> tuple[np.ndarray, np.ndarray]:
         """(atp int64[N, len(skus)], load int64[N]) — from the cache where it is young enough."""
-        stale = self.needed(skus, day, fresh)
+        stale = self.needed(skus, day, fresh, refresh)
         if stale is not None:
             self.store(stale, *self._ledger.availability(self._node_ids, stale, day))
         return self.matrix(skus)
 
-    def needed(self, skus: Sequence[str], day: str, fresh: bool = False) -> list[str] | None:
+    def needed(self, skus: Sequence[str], day: str, fresh: bool = False, refresh: bool = True
+               ) -> list[str] | None:
         """The skus to read from Redis now, or None when the cache can answer alone.
 
         New skus are read on first use. Skus older than `ttl_ms` are re-read a few at a time
         (at most `refresh_cap` per call, oldest first), so refreshing the working set costs a
         little on every batch instead of a stall once per period. Skus no batch asked for in
-        `keep_s` are dropped. `fresh` (a re-plan after a lost race) re-reads exactly `skus`.
+        `keep_s` are dropped. `fresh` (a re-plan after a lost race) re-reads exactly `skus`;
+        `refresh=False` reads only skus never seen (the caller refreshed earlier in the batch).
         An empty list still means "read": the nodes' load counters are due.
         """
         now = time.monotonic()
@@ -74,6 +76,8 @@ class AvailabilityCache:
         columns = self._columns
         todo = [s for s in skus if s not in columns]
         limit, forget = now - self._ttl, now - self._keep_s
+        if not refresh:
+            return list(dict.fromkeys(todo)) if todo else None
         fetched = self._fetched
         for sku, at in list(itertools.islice(fetched.items(), self._refresh_cap)):
             if at >= limit:
