@@ -172,3 +172,31 @@ def test_should_avoid_a_carrier_during_its_outage_in_the_destination_region(cfg)
     assert by_id["during"]["shipments"][0]["carrier"] != carrier
     # the outage is regional: São Paulo deliveries may still use the carrier
     assert by_id["elsewhere"]["status"] == "routed"
+
+
+def test_should_consume_stock_on_pickup_and_dead_letter_bad_inventory_and_carrier_events(cfg):
+    publish(cfg, "inventory", [stock(SP_NODE, "sku-a", 10)])
+    with FlowThread(cfg):
+        ledger = Ledger(connect(cfg.redis_url), cfg.redis_prefix)
+        _wait(lambda: ledger.stock(SP_NODE, "sku-a")[0] == 10)
+        publish(cfg, "orders", [order("o-1", [("sku-a", 3)])])
+        decision = read_outputs(cfg, lambda o: len(o.decisions) >= 1).decisions[0]
+        shipment = decision["shipments"][0]
+        assert ledger.stock(SP_NODE, "sku-a") == (10, 3, 7)
+        picked = {"type": "shipment.tracking", "event_id": "t-1", "shipment_id": "o-1/1",
+                  "order_id": "o-1", "carrier": shipment["carrier"],
+                  "service": shipment["service"], "node_id": SP_NODE, "status": "picked_up",
+                  "occurred_at": decision["timings"]["decided_at"]}
+        publish(cfg, "carrier-status", [picked])
+        # then the reserved units leave the shelf: on-hand and reserved both drop by 3
+        _wait(lambda: ledger.stock(SP_NODE, "sku-a") == (7, 0, 7))
+        publish(cfg, "inventory", [{**stock(SP_NODE, "sku-a", 5, version=2), "on_hand": -1}])
+        publish(cfg, "carrier-status", [{"type": "lane.status", "carrier": "correios"}])
+        out = read_outputs(cfg, lambda o: len(o.dead) >= 2)
+    by_topic = {d["source"]["topic"]: d for d in out.dead}
+    inv = by_topic[cfg.topic("inventory")]
+    assert (inv["step"], inv["error"]["code"], inv["error"]["field"]) == (
+        "apply-inventory", "schema", "on_hand")
+    carrier = by_topic[cfg.topic("carrier-status")]
+    assert carrier["step"] == "parse-carrier" and carrier["error"]["rule"] == "required"
+    assert ledger.stock(SP_NODE, "sku-a") == (7, 0, 7)  # the bad snapshot changed nothing
