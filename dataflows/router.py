@@ -17,13 +17,16 @@ book holds the plan before it is reserved. See docs/DESIGN.md and state/orderboo
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from dataflows.connectors import OutMessage, RawMessage
+import redis
+
+from dataflows.connectors import KafkaConnectorError, OutMessage, RawMessage
 from fulfil import metrics
 from fulfil.config import Config
 from operators.candidates import LaneArrays
@@ -48,6 +51,11 @@ from state.ledger import Ledger, ReserveRequest, ReserveResult
 from state.orderbook import OrderBook
 
 MAX_RACE_ROUNDS = 3
+log = logging.getLogger("fulfil.router")
+#: Failures of the infrastructure, not of an event: these stop the worker (it resumes from its
+#: snapshot) instead of turning events into dead letters.
+_INFRA_ERRORS = (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError,
+                 redis.exceptions.BusyLoadingError, KafkaConnectorError)
 _ROUTED = metrics.DECISIONS.labels(status="routed")
 _UNROUTABLE = metrics.DECISIONS.labels(status="unroutable")
 _LATENCY = metrics.EVENT_TO_DECISION
@@ -143,8 +151,29 @@ class Router:
             parsed.append((raw, event))
         metrics.EVENTS_IN.labels(topic="orders").inc(len(batch))
         for wave in waves(parsed):
-            out.extend(self._route_wave(wave, now))
+            out.extend(self._route_isolated(wave, now))
         return out
+
+    def _route_isolated(self, wave: list[tuple[RawMessage, dict]], now: int) -> list[Out]:
+        """Route a wave; if it fails for a reason that is not the infrastructure's, retry its
+        events one by one and set aside only the one that fails (code `internal`).
+
+        A poison event must not stop the stream, and a bug must not drop its neighbours. Redis
+        or Kafka being unreachable is different: that raises, the worker stops, and it resumes
+        from its last snapshot (everything it did is idempotent).
+        """
+        try:
+            return self._route_wave(wave, now)
+        except _INFRA_ERRORS:
+            raise
+        except Exception as exc:
+            if len(wave) > 1:
+                return [o for item in wave for o in self._route_isolated([item], now)]
+            raw, ev = wave[0]
+            log.exception("order event %s of %s failed; set aside", ev.get("event_id"),
+                          ev.get("order_id"))
+            return [self._dead(raw, "route-orders", "internal",
+                               f"{type(exc).__name__}: {exc}"[:500], now)]
 
     # -- one wave ------------------------------------------------------------------------------
 

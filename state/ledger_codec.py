@@ -12,6 +12,7 @@ there.
 from __future__ import annotations
 
 import operator
+import re
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
@@ -47,11 +48,16 @@ class LedgerScriptError(LedgerError):
 
 # -- validation: ids travel inside TAB/newline-separated strings, so those must never appear --
 
+#: What the packed batches cannot carry: the same rule as the `id` pattern of the event schemas
+#: (schemas/json), so a validated event never fails here.
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+
+
 def _name(value: Any, what: str) -> str:
-    if type(value) is not str or not value or not value.isprintable():
+    if type(value) is not str or not value or _CONTROL.search(value) is not None:
         raise LedgerInputError(
-            f"{what} must be a non-empty string of printable characters "
-            f"(no tab, newline or other control characters); got {value!r}"
+            f"{what} must be a non-empty string without control characters "
+            f"(tab, newline, ...); got {value!r}"
         )
     return value
 

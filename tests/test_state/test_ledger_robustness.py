@@ -9,6 +9,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import redis
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from state.ledger import InventoryUpdate, Ledger, LedgerInputError, ReserveRequest, utc_day
 from tests.test_state.ledger_helpers import DAY, req, stock_up
@@ -86,3 +88,24 @@ def test_decoded_responses_client_gives_the_same_results(redis_url: str) -> None
 def test_utc_day_of_a_wire_timestamp() -> None:
     assert utc_day(1_700_000_000_000) == "20231114"  # 2023-11-14 22:13:20 UTC
     assert (utc_day(86_399_999), utc_day(86_400_000)) == ("19700101", "19700102")
+
+
+@given(st.text(min_size=1, max_size=20))
+@settings(max_examples=300, deadline=None)
+def test_every_sku_the_order_schema_accepts_the_ledger_accepts_too(sku: str) -> None:
+    """A validated event must never make the ledger raise (that would crash a worker)."""
+    from schemas.errors import ValidationError
+    from schemas.validation import validate
+    from state.ledger_codec import LedgerInputError, _name
+
+    event = {"type": "order.created", "event_id": "e", "order_id": "o", "occurred_at": 1,
+             "channel": "web", "promised_by": 2, "destination": {"postal_code": "01310"},
+             "lines": [{"line_id": "1", "sku": sku, "qty": 1}]}
+    try:
+        validate("order_event", event)
+    except ValidationError:
+        return
+    try:
+        _name(sku, "sku")
+    except LedgerInputError as exc:  # pragma: no cover - the failure this test exists for
+        raise AssertionError(f"schema accepted {sku!r} but the ledger refuses it") from exc
