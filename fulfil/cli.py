@@ -70,6 +70,10 @@ def cmd_run(args: argparse.Namespace) -> int:
         snapshot_interval_s=args.snapshot_interval, batch_size=args.batch_size,
     )
     print(f"fulfil run: {orjson.dumps(cfg.redacted()).decode()}", file=sys.stderr)
+    problem = _preflight(cfg)
+    if problem:
+        print(f"fulfil run: {problem}", file=sys.stderr)
+        return 2
     if cfg.metrics_port:
         metrics.serve(cfg.metrics_port + (args.process_id or 0))
     recovery = None
@@ -86,6 +90,23 @@ def cmd_run(args: argparse.Namespace) -> int:
         addresses=addresses, epoch_interval=epoch, recovery_config=recovery,
     )
     return 0
+
+
+def _preflight(cfg: Config) -> str | None:
+    """One clear line instead of a worker traceback when Redis or the topics are not there."""
+    from dataflows.connectors import KafkaConnectorError, list_partitions
+    from state.redis_client import connect
+
+    try:
+        connect(cfg.redis_url)
+    except Exception as exc:  # RedisUnavailable / RedisConfigError carry redacted messages
+        return str(exc)
+    try:
+        list_partitions(cfg.kafka_common(),
+                        [cfg.topic(t) for t in ("orders", "inventory", "carrier-status")])
+    except KafkaConnectorError as exc:
+        return f"{exc} (create the topics with `fulfil topics`)"
+    return None
 
 
 def cmd_topics(args: argparse.Namespace) -> int:
@@ -106,14 +127,12 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     from fulfil.sim.scenario import Scenario
 
     cfg = _config(args)
-    scenario = Scenario.demo()
-    if args.scenario:
-        scenario = Scenario.from_dict(orjson.loads(Path(args.scenario).read_bytes()))
     overrides = {k: v for k, v in (("rate", args.rate), ("duration_s", args.duration)) if v}
-    if overrides:
-        scenario = scenario.with_changes(**overrides) if hasattr(scenario, "with_changes") else (
-            Scenario.from_dict({**scenario.to_dict(), **overrides})
-        )
+    if args.scenario:
+        data = orjson.loads(Path(args.scenario).read_bytes())
+        scenario = Scenario.from_dict({**data, **overrides})
+    else:  # the demo day, stretched over the requested duration
+        scenario = Scenario.demo(**overrides)
     stats = publish(cfg.kafka_bootstrap, scenario, prefix=cfg.topic_prefix,
                     producer_config=dict(cfg.kafka))
     print(stats)

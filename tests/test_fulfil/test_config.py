@@ -59,3 +59,16 @@ def test_cli_run_accepts_the_documented_flags():
     ])
     assert args.kafka_bootstrap == "k:9092" and args.source_slots == 2
     assert args.kafka_prop == ["security.protocol=SASL_SSL"]
+
+
+def test_run_fails_fast_with_one_redacted_line_when_redis_is_unreachable(capsys):
+    from fulfil.cli import main
+    from fulfil.infra import free_port
+
+    with pytest.raises(SystemExit) as stop:
+        main(["run", "--kafka", f"127.0.0.1:{free_port()}",
+              "--redis", f"redis://user:hunter2@127.0.0.1:{free_port()}/0"])
+    assert stop.value.code == 2
+    err = capsys.readouterr().err
+    assert "cannot use Redis" in err.splitlines()[-1]
+    assert "hunter2" not in err
