@@ -40,7 +40,7 @@ def bytewax_passthrough(bootstrap: str, src: str, dst: str) -> None:
                                            fetch_wait_max_ms=cfg.fetch_wait_max_ms))
 
     def forward(batch: list[RawMessage]) -> list[tuple[str, OutMessage]]:
-        return [(m.key.decode(), OutMessage(dst, -1, m.key, m.value)) for m in batch]
+        return [(m.key.decode(), OutMessage(dst, m.key, m.value)) for m in batch]
 
     out = op.flat_map_batch("forward", inp, forward)
     op.output("out", out, KafkaSink(kafka, 16, linger_ms=cfg.producer_linger_ms))

@@ -52,10 +52,9 @@ class RawMessage(NamedTuple):
 
 
 class OutMessage(NamedTuple):
-    """One record to produce; partition -1 lets the producer's partitioner pick by key."""
+    """One record to produce; the producer's partitioner picks the partition from the key."""
 
     topic: str
-    partition: int
     key: bytes
     value: bytes
 
@@ -243,10 +242,10 @@ class _SinkPartition(StatefulSinkPartition[OutMessage, None]):
     def write_batch(self, values: list[OutMessage]) -> None:
         produce = self._shared.producer.produce
         on_delivery = self._shared.on_delivery
-        for topic, partition, key, value in values:
+        for topic, key, value in values:
             while True:
                 try:
-                    produce(topic, value, key, partition, on_delivery=on_delivery)
+                    produce(topic, value, key, on_delivery=on_delivery)
                     break
                 except BufferError:
                     # Local queue full: serve delivery reports until there is room.

@@ -79,7 +79,7 @@ def dead_out(dlq_topic: str, raw: RawMessage, step: str, code: str, message: str
         payload=raw.value, step=step, code=code, message=message, at_ms=now,
         field=field, rule=rule,
     )
-    return raw.topic, OutMessage(dlq_topic, -1, raw.topic.encode(), value)
+    return raw.topic, OutMessage(dlq_topic, raw.topic.encode(), value)
 
 
 def waves(items: Sequence[tuple[RawMessage, dict]]) -> Iterator[list[tuple[RawMessage, dict]]]:
@@ -129,7 +129,7 @@ class Router:
     # -- outputs -------------------------------------------------------------------------------
 
     def _decision(self, order_id: str, payload: bytes) -> Out:
-        return order_id, OutMessage(self.decisions_topic, -1, order_id.encode(), payload)
+        return order_id, OutMessage(self.decisions_topic, order_id.encode(), payload)
 
     def _dead(self, raw: RawMessage, step: str, code: str, message: str, now: int,
               field_: str = "", rule: str = "") -> Out:

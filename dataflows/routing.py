@@ -17,6 +17,7 @@ from `FULFIL_*` environment variables or `FULFIL_CONFIG=file.json`).
 from __future__ import annotations
 
 import threading
+from collections import Counter
 from collections.abc import Callable
 from functools import lru_cache
 from typing import Any
@@ -107,8 +108,9 @@ class ApplyInventory:
             )
         metrics.EVENTS_IN.labels(topic="inventory").inc(len(batch))
         if updates:
-            for status in self._ledgers.get().apply_inventory(updates):
-                metrics.INVENTORY_APPLIED.labels(outcome=status).inc()
+            outcomes = Counter(self._ledgers.get().apply_inventory(updates))
+            for status, n in outcomes.items():
+                metrics.INVENTORY_APPLIED.labels(outcome=status).inc(n)
         return out
 
 
@@ -158,10 +160,6 @@ class LaneBoardSink(DynamicSink[LaneHealth]):
         return _BoardPartition(LaneBoard(_client(cfg.redis_url), cfg.redis_prefix))
 
 
-def _lane_step(state: LaneHealth | None, event: dict) -> tuple[LaneHealth | None, Any]:
-    return update_lane(state, event)
-
-
 def build_flow(config: Config | None = None, stop: threading.Event | None = None) -> Dataflow:
     """The routing dataflow for `config` (defaults: environment / FULFIL_CONFIG).
 
@@ -187,7 +185,7 @@ def build_flow(config: Config | None = None, stop: threading.Event | None = None
     parsed = op.flat_map_batch("parse-carrier", carrier, ParseCarrier(cfg))
     split = op.branch("split-carrier", parsed, lambda item: item[0] == "lane")
     lanes = op.key_on("key-lane", op.map("lane-event", split.trues, lambda item: item[1]), lane_key)
-    health = op.stateful_map("lane-health", lanes, _lane_step)  # (lane_key, LaneHealth | None)
+    health = op.stateful_map("lane-health", lanes, update_lane)  # (lane_key, LaneHealth | None)
     changes = op.filter_map("lane-changes", health, lambda kv: kv[1])
     op.output("lane-board-out", changes, LaneBoardSink(cfg))
     carrier_dead = op.map("carrier-dead", split.falses, lambda item: item[1])

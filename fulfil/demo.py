@@ -175,13 +175,13 @@ def demo(duration_s: float = 60.0, rate: float = 1000.0, workers: int = 1,
         ports = [metrics_port + i for i in range(workers)]
         procs = start_engine(stack, prefix, workers, log_dir=workdir, metrics_port=metrics_port)
         tap = OutputTap(stack.bootstrap, f"{prefix}decisions", f"{prefix}dead-letters",
-                        kafka={"fetch.wait.max.ms": "50"}, keep_orders=False).start()
+                        kafka={"fetch.wait.max.ms": "50"}).start()
         counts = {"orders": 0}
         done = threading.Event()
         result: dict = {}
 
         def on_tick(stats) -> None:
-            counts["orders"] = stats.orders if hasattr(stats, "orders") else counts["orders"]
+            counts["orders"] = stats.orders
 
         def wait_stocked(stats) -> None:
             print(f"  initial inventory published ({stats.initial_inventory:,} snapshots); "

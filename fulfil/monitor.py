@@ -3,8 +3,7 @@
 Reads `decisions` and `dead-letters` from the beginning with `assign()` (no consumer group) in a
 background thread and keeps running figures: decisions by status, event-to-decision latency
 (receive time here minus the order event's own time, i.e. what a downstream consumer sees),
-top nodes and carriers, dead letters by code, and the decision ids seen per order (so a test can
-check "exactly one decision per order").
+top nodes and carriers, and dead letters by code.
 """
 
 from __future__ import annotations
@@ -30,7 +29,6 @@ class TapStats:
     carriers: Counter = field(default_factory=Counter)
     latencies_ms: list[float] = field(default_factory=list)
     recent: deque = field(default_factory=lambda: deque(maxlen=200_000))  # (recv_s, latency_ms)
-    per_order: dict[str, list[str]] = field(default_factory=dict)
     splits: int = 0
     late: int = 0
 
@@ -44,16 +42,14 @@ class OutputTap:
     """Consumes the output topics in a thread; read `stats` under `lock`."""
 
     def __init__(self, bootstrap: str, decisions_topic: str, dead_topic: str,
-                 kafka: dict | None = None, keep_orders: bool = True) -> None:
+                 kafka: dict | None = None) -> None:
         self._conf = {"bootstrap.servers": bootstrap, **(kafka or {})}
         self._topics = (decisions_topic, dead_topic)
         self._dead_topic = dead_topic
-        self._keep_orders = keep_orders
         self.stats = TapStats()
         self.lock = threading.Lock()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="output-tap", daemon=True)
-        self.dead_records: list[dict] = []
 
     def start(self) -> OutputTap:
         self._thread.start()
@@ -89,11 +85,8 @@ class OutputTap:
                 value = orjson.loads(m.value())
                 if m.topic() == self._dead_topic:
                     s.dead_letters[value["error"]["code"]] += 1
-                    self.dead_records.append(value)
                     continue
                 s.decisions[value["status"]] += 1
-                if self._keep_orders:
-                    s.per_order.setdefault(value["order_id"], []).append(value["decision_id"])
                 if value["status"] != "routed":
                     continue
                 latency = recv_ms - value["timings"]["event_time"]
@@ -104,10 +97,6 @@ class OutputTap:
                     s.carriers[f'{sh["carrier"]}/{sh["service"]}'] += 1
                 s.splits += value["splits"] > 0
                 s.late += not value["on_time"]
-
-    def total_decisions(self) -> int:
-        with self.lock:
-            return sum(self.stats.decisions.values())
 
     def wait_for(self, predicate, timeout: float) -> bool:
         deadline = time.monotonic() + timeout

@@ -40,7 +40,6 @@ class AvailabilityCache:
         self._load = np.zeros(len(self._node_ids), dtype=np.int64)
         self._load_at = -1.0
         self._day = ""
-        self.reads = 0  # skus read from Redis (for metrics and tests)
 
     def get(self, skus: Sequence[str], day: str, fresh: bool = False, refresh: bool = True
             ) -> tuple[np.ndarray, np.ndarray]:
@@ -95,7 +94,6 @@ class AvailabilityCache:
     def store(self, skus: Sequence[str], atp: np.ndarray, load: np.ndarray) -> None:
         """Absorb a read of `skus` (atp [N, len(skus)]) and every node's load."""
         now = time.monotonic()
-        self.reads += len(skus)
         for j, sku in enumerate(skus):
             self._columns[sku] = atp[:, j].copy()
             self._fetched[sku] = now

@@ -49,6 +49,3 @@ class LaneBoard:
                 self.version += 1
             self._loaded_at = now
         return self._cache
-
-    def clear(self) -> None:
-        self._client.delete(self._key)
