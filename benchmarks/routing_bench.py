@@ -204,6 +204,8 @@ def measure(name: str, stack: Stack, run: int, start, orders, rate: float, secon
         if phase == "throughput":
             produce_all(stack.bootstrap, src, items)
         procs = start(stack, prefix, src, dst)
+        meter = CpuMeter({"broker": stack.broker.proc.pid, "redis": stack.redis.proc.pid,
+                          **{f"{name}{i}": p.pid for i, p in enumerate(procs)}})
         try:
             wait_ready(name, processes)
             if phase == "latency":
@@ -223,11 +225,46 @@ def measure(name: str, stack: Stack, run: int, start, orders, rate: float, secon
                 ok = tap.wait(len(items), 300)
                 recv = np.array(tap.recv)
                 res.update(throughput=len(recv) / max(1e-3, (recv.max() - recv.min()) / 1000.0),
-                           thr_complete=ok)
+                           thr_complete=ok,
+                           cpu={k: v / len(recv) * 1e6 for k, v in
+                                meter.between(recv.min(), recv.max()).items()})
         finally:
             stop_engine(procs)
             tap.close()
     return res
+
+
+def cpu_s(pid: int) -> float:
+    """CPU seconds (user + system) a process has used so far (Linux /proc)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return float("nan")
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+class CpuMeter:
+    """Samples the CPU seconds of named processes every 50 ms, so the CPU each one spent
+    between two wall-clock instants (first and last output) can be read afterwards."""
+
+    def __init__(self, pids: dict[str, int]) -> None:
+        self.pids = pids
+        self.samples: list[tuple[float, dict[str, float]]] = []
+        self._stop = threading.Event()
+        self._t = threading.Thread(target=self._run, daemon=True)
+        self._t.start()
+
+    def _run(self) -> None:
+        while not self._stop.wait(0.05):
+            self.samples.append((time.time() * 1000.0,
+                                 {k: cpu_s(p) for k, p in self.pids.items()}))
+
+    def between(self, t0_ms: float, t1_ms: float) -> dict[str, float]:
+        self._stop.set()
+        self._t.join(1)
+        a = next((c for t, c in self.samples if t >= t0_ms), self.samples[-1][1])
+        b = next((c for t, c in reversed(self.samples) if t <= t1_ms), self.samples[-1][1])
+        return {k: b[k] - a[k] for k in self.pids}
 
 
 def rss_mb(pid: int) -> float:
@@ -327,6 +364,9 @@ def main() -> None:
             print(f"{r['name']:10s} {r['throughput']:10,.0f} {r['p50']:8.1f} {r['p99']:8.1f} "
                   f"{r['max']:8.1f}"
                   + ("" if r["complete"] and r["thr_complete"] else "  INCOMPLETE"))
+        print("\nCPU per order while the preloaded topic drained, µs (2 cores = 2 s per s):")
+        for r in results:
+            print(f"{r['name']:10s} " + "  ".join(f"{k} {v:.1f}" for k, v in r["cpu"].items()))
         by = {r["name"]: r for r in results}
         if "bytewax" in by:
             print(f"\nrouting / bytewax passthrough throughput: "
