@@ -83,8 +83,11 @@ def run(args: argparse.Namespace, templates: list[tuple[bytes, bytes]], url: str
         if prof:
             prof.enable()
         outputs = 0
+        took: list[float] = []
         for b in timed:
+            t = time.perf_counter()
             outputs += len(router.route(b))
+            took.append(time.perf_counter() - t)
         if prof:
             prof.disable()
         dt = time.perf_counter() - t0
@@ -96,6 +99,9 @@ def run(args: argparse.Namespace, templates: list[tuple[bytes, bytes]], url: str
     print(f"orders timed      {n:,} in batches of {args.batch} ({outputs:,} outputs)")
     print(f"per order         {dt / n * 1e6:.1f} µs  ->  {n / dt:,.0f} orders/s on one core")
     print(f"redis server time {server_us / n:.1f} µs per order (all commands)")
+    ms = sorted(t * 1000 for t in took)
+    print(f"batch time ms     p50 {ms[len(ms) // 2]:.1f}  p99 {ms[int(len(ms) * 0.99)]:.1f}  "
+          f"max {ms[-1]:.1f}")
     if prof:
         pstats.Stats(prof).sort_stats(args.sort).print_stats(args.top)
 
