@@ -24,7 +24,7 @@ HOUR_MS = 3_600_000.0
 DAY_MS = 86_400_000.0
 OPENING_HOUR = 9.0  # local hour a node starts picking again after missing the cut-off
 COVER_CAP = 10.0  # STOCK_COVER saturates here: 10x the ordered qty left is "plenty"
-N_FEATURES = 8  # == operators.scoring.N_FEATURES (checked by the tests)
+N_FEATURES = 9  # == operators.scoring.N_FEATURES (checked by the tests)
 
 
 @njit(cache=True, nogil=True)
@@ -177,8 +177,14 @@ def build_kernel(
     transit, base_cost, per_kg, per_100km,
     delay, blocked,
     now_ms, max_nodes, max_splits, min_single_nodes, enforce_capacity,
+    node_ok, svc_ok, node_pref, svc_pref, order_max_splits,
 ):  # fmt: skip  # pragma: no cover - compiled
     """Generate and featurize every candidate of a batch; returns the untrimmed arrays + counts.
+
+    The last five arguments are per-order business rules (``operators.candidates.Constraints``):
+    a node or service that is not ``*_ok`` for order i never appears in its candidates; one not
+    ``*_pref`` sets the candidate's NOT_PREFERRED feature; ``order_max_splits[i]`` caps splits
+    below the global ``max_splits``.
 
     Returns ``(X, offsets, mask, service, est_ms, n_nodes, assign, assign_offsets, M, A)``
     where only the first ``M`` candidate rows and ``A`` assignment entries are meaningful.
@@ -251,8 +257,11 @@ def build_kernel(
         for k in range(n_nodes_net):
             rk = node_region[k]
             dist[k] = -1.0
-            usable[k] = open_any[rk, rd] and (cap_ok[k] or not enforce_capacity)
-            if covered_any[rk, rd] and _fills(k, l0, l0 + nl, line_sku, line_qty, atp, acc):
+            allowed = node_ok[i, k]
+            usable[k] = allowed and open_any[rk, rd] and (cap_ok[k] or not enforce_capacity)
+            if allowed and covered_any[rk, rd] and _fills(
+                k, l0, l0 + nl, line_sku, line_qty, atp, acc
+            ):
                 dist[k] = _chord_km(node_xyz, k, x, y, z)
                 eligible[n_elig] = k
                 n_elig += 1
@@ -278,12 +287,13 @@ def build_kernel(
         # Split variants. The second excludes the first's first node, so when both complete
         # they differ. A one-node result is a single-node fill, which the pass above owns, so it
         # is dropped rather than emitted twice.
-        if max_splits > 0 and nl > 1 and n_usable_fill < min_single_nodes:
+        splits_i = min(max_splits, order_max_splits[i])
+        if splits_i > 0 and nl > 1 and n_usable_fill < min_single_nodes:
             for k in range(n_nodes_net):
                 if usable[k] and dist[k] < 0.0:
                     dist[k] = _chord_km(node_xyz, k, x, y, z)
             used, done = _greedy_split(
-                l0, nl, line_sku, line_qty, atp, usable, dist, -1, max_ship,
+                l0, nl, line_sku, line_qty, atp, usable, dist, -1, splits_i + 1,
                 asg_buf[n_rows], nodes_buf[n_rows], acc,
             )  # fmt: skip
             first = nodes_buf[n_rows, 0] if used > 0 else -1
@@ -292,7 +302,7 @@ def build_kernel(
                 n_rows += 1
             if first >= 0:
                 used, done = _greedy_split(
-                    l0, nl, line_sku, line_qty, atp, usable, dist, first, max_ship,
+                    l0, nl, line_sku, line_qty, atp, usable, dist, first, splits_i + 1,
                     asg_buf[n_rows], nodes_buf[n_rows], acc,
                 )  # fmt: skip
                 if done and used > 1:
@@ -307,8 +317,10 @@ def build_kernel(
             all_cap = True
             handling = 0.0
             cover = COVER_CAP
+            nodes_pref = True
             for t in range(nk):
                 k = nodes_buf[r, t]
+                nodes_pref = nodes_pref and node_pref[i, k]
                 kg = 0.0
                 for j in range(nl):
                     if asg_buf[r, j] == k:
@@ -326,6 +338,8 @@ def build_kernel(
                 all_cap = all_cap and cap_ok[k]
                 handling += node_handling_cost[k]
             for s in range(n_svc):
+                if not svc_ok[i, s]:
+                    continue
                 covered = True
                 lane_blocked = False
                 est_f = -np.inf
@@ -354,6 +368,7 @@ def build_kernel(
                 X[m, 5] = nk - 1
                 X[m, 6] = cover
                 X[m, 7] = (est - now_ms) / HOUR_MS
+                X[m, 8] = 0.0 if nodes_pref and svc_pref[i, s] else 1.0
                 mask[m] = not lane_blocked and (all_cap or not enforce_capacity)
                 service[m] = s
                 est_out[m] = est

@@ -32,8 +32,13 @@ Features (``operators.scoring.Feature`` order), per candidate:
   shipments; SPLITS = nodes - 1
 - STOCK_COVER = min over lines of min((atp[node, sku] - qty of that sku at that node) / line qty,
   10)
+- NOT_PREFERRED = 1 when a business rule prefers other nodes or services for the order and
+  the candidate uses a node or service outside the preference, else 0
 - ``mask`` is False when any shipment's lane is blocked, or ``enforce_capacity`` and a node has
   no capacity left today (load + 1 > capacity).
+
+Business rules (``Constraints``, per order) remove nodes and services outright and cap splits
+below ``max_splits``; restricted candidates are never generated, not merely masked.
 """
 
 from __future__ import annotations
@@ -51,6 +56,7 @@ __all__ = [
     "BatchInput",
     "CandidateParams",
     "CandidateSet",
+    "Constraints",
     "LaneArrays",
     "NetworkArrays",
     "OrderBatch",
@@ -153,6 +159,39 @@ class LaneArrays:
         """No delays, no outages (tests, start-up before the lane board is read)."""
         shape = (n_regions, n_regions, n_services)
         return cls(np.zeros(shape), np.zeros(shape, dtype=np.bool_))
+
+
+@dataclass(frozen=True, slots=True)
+class Constraints:
+    """Per-order business rules for one batch (``operators.rules`` decides them).
+
+    Row i belongs to batch order i. ``none`` is the unconstrained batch (every node and service
+    allowed and preferred, the global split limit).
+    """
+
+    node_ok: np.ndarray  # bool[n, N]: node may ship order i
+    svc_ok: np.ndarray  # bool[n, S]: service may carry order i
+    node_pref: np.ndarray  # bool[n, N]: node is within order i's preference (all True: none)
+    svc_pref: np.ndarray  # bool[n, S]
+    max_splits: np.ndarray  # i8[n]: extra shipments allowed for order i
+
+    def __post_init__(self) -> None:
+        f = "Constraints"
+        n, n_nodes = require_array(f, "node_ok", self.node_ok, np.bool_, 2, (None, None)).shape
+        n_svc = require_array(f, "svc_ok", self.svc_ok, np.bool_, 2, (n, None)).shape[1]
+        require_array(f, "node_pref", self.node_pref, np.bool_, 2, (n, n_nodes))
+        require_array(f, "svc_pref", self.svc_pref, np.bool_, 2, (n, n_svc))
+        require_array(f, "max_splits", self.max_splits, np.int64, 1, (n,))
+        if n and self.max_splits.min() < 0:
+            raise ValueError(f"{f}: argument 'max_splits' must be >= 0")
+        for fl in fields(self):
+            _read_only(self, fl.name, getattr(self, fl.name))
+
+    @classmethod
+    def none(cls, n: int, n_nodes: int, n_services: int, max_splits: int) -> Constraints:
+        yes_n = np.ones((n, n_nodes), dtype=np.bool_)
+        yes_s = np.ones((n, n_services), dtype=np.bool_)
+        return cls(yes_n, yes_s, yes_n, yes_s, np.full(n, max_splits, dtype=np.int64))
 
 
 @dataclass(frozen=True, slots=True)
@@ -326,6 +365,7 @@ def build_candidates(
     lanes: LaneArrays,
     now_ms: int,
     params: CandidateParams = CandidateParams(),  # frozen, so safe as a default
+    rules: Constraints | None = None,
 ) -> CandidateSet:
     """Generate and featurize every candidate of ``batch`` in one numba call.
 
@@ -333,6 +373,14 @@ def build_candidates(
     together (node, region and service counts) before handing them to the kernel.
     """
     n_nodes, n_reg, n_svc = network.shape
+    if rules is None:
+        rules = Constraints.none(batch.n_orders, n_nodes, n_svc, params.max_splits)
+    elif rules.node_ok.shape != (batch.n_orders, n_nodes) or rules.svc_ok.shape[1] != n_svc:
+        raise ValueError(
+            f"build_candidates: argument 'rules' has shape {rules.node_ok.shape} x "
+            f"{rules.svc_ok.shape[1]} services; the batch needs {(batch.n_orders, n_nodes)} x "
+            f"{n_svc}"
+        )
     if batch.atp.shape[0] != n_nodes:
         raise ValueError(
             f"build_candidates: argument 'batch.atp' has {batch.atp.shape[0]} node rows; "
@@ -359,6 +407,7 @@ def build_candidates(
         lanes.delay_hours, lanes.blocked,
         int(now_ms), params.max_nodes, params.max_splits, params.min_single_nodes,
         params.enforce_capacity,
+        rules.node_ok, rules.svc_ok, rules.node_pref, rules.svc_pref, rules.max_splits,
     )  # fmt: skip
     return CandidateSet(
         X=X[:m],

@@ -8,7 +8,7 @@ stored in the order book with the last decision, so later events that carry only
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import orjson
@@ -34,9 +34,12 @@ class OrderData:
     tier: str
     priority: int
     event_time: int
+    #: What business rules may test beyond the above (`operators.rules.facts`): customer_id,
+    #: value, currency, risk, categories, tags, only those the order carries.
+    attrs: Mapping[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        d = {
             "order_id": self.order_id,
             "promised_by": self.promised_by,
             "destination": dict(self.destination),
@@ -46,6 +49,9 @@ class OrderData:
             "priority": self.priority,
             "event_time": self.event_time,
         }
+        if self.attrs:
+            d["attrs"] = dict(self.attrs)
+        return d
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> OrderData:
@@ -58,7 +64,29 @@ class OrderData:
             tier=d["tier"],
             priority=int(d["priority"]),
             event_time=int(d["event_time"]),
+            attrs=d.get("attrs") or {},
         )
+
+
+def _attrs(event: Mapping[str, Any], customer: Mapping[str, Any]) -> dict[str, Any]:
+    attrs: dict[str, Any] = {}
+    if "id" in customer:
+        attrs["customer_id"] = customer["id"]
+    value = event.get("value")
+    if value:
+        if "amount" in value:
+            attrs["value"] = value["amount"]
+        if "currency" in value:
+            attrs["currency"] = value["currency"]
+    if "risk" in event:
+        attrs["risk"] = event["risk"]
+    categories = [ln["category"] for ln in event["lines"] if "category" in ln]
+    if categories:
+        attrs["categories"] = list(dict.fromkeys(categories))
+    tags = [t for ln in event["lines"] for t in ln.get("tags", ())]
+    if tags:
+        attrs["tags"] = list(dict.fromkeys(tags))
+    return attrs
 
 
 def order_from_created(event: Mapping[str, Any]) -> OrderData:
@@ -82,14 +110,12 @@ def order_from_created(event: Mapping[str, Any]) -> OrderData:
         tier=str(customer.get("tier", "standard")),
         priority=int(event.get("priority", 0)),
         event_time=int(event["occurred_at"]),
+        attrs=_attrs(event, customer),
     )
 
 
 def with_destination(order: OrderData, destination: Mapping[str, Any]) -> OrderData:
-    return OrderData(
-        order.order_id, order.promised_by, destination, order.lines, order.channel, order.tier,
-        order.priority, order.event_time,
-    )
+    return replace(order, destination=destination)
 
 
 @dataclass(frozen=True, slots=True)

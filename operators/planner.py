@@ -16,6 +16,7 @@ import numpy as np
 from operators.candidates import (
     BatchInput,
     CandidateParams,
+    Constraints,
     LaneArrays,
     NetworkArrays,
     OrderBatch,
@@ -26,6 +27,7 @@ from operators.candidates import (
 )
 from operators.network import Network
 from operators.orders import OrderData
+from operators.rules import Outcome
 from operators.scoring import Feature, Weights, score_batch
 
 MS_PER_DAY = 86_400_000
@@ -61,7 +63,10 @@ class Plan:
 
 @dataclass(frozen=True, slots=True)
 class Unroutable:
-    reason: str  # no-stock | no-coverage | lanes-blocked-or-full | unknown-destination | lost-races
+    """Why an order has no plan: no-stock | no-coverage | lanes-blocked-or-full |
+    unknown-destination | restricted-by-rules | lost-races."""
+
+    reason: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,6 +77,8 @@ class Prepared:
     batch: OrderBatch
     skus: list[str]
     index: tuple[int, ...]
+    rules: Constraints | None = None  # None: no order of the batch is constrained
+    restricted: frozenset[int] = frozenset()  # batch rows whose rules restrict candidates
 
 
 class Planner:
@@ -89,7 +96,9 @@ class Planner:
         self._node_region = network.node_region.tolist()
         self._any_delay = False
 
-    def prepare(self, orders: Sequence[OrderData]) -> Prepared:
+    def prepare(self, orders: Sequence[OrderData],
+                outcomes: Sequence[Outcome] | None = None) -> Prepared:
+        """Pack a batch for the kernels; `outcomes` are the orders' business-rule outcomes."""
         rows: list[tuple[Any, ...]] = []
         index: list[int] = []
         for order in orders:
@@ -101,7 +110,37 @@ class Planner:
             lines = [(ln.sku, ln.qty, ln.kg * ln.qty) for ln in order.lines]
             rows.append((where[0], where[1], where[2], order.promised_by, lines))
         batch, skus = pack_batch(rows)
-        return Prepared(tuple(orders), batch, skus, tuple(index))
+        rules, restricted = self._constraints(outcomes, index, len(rows))
+        return Prepared(tuple(orders), batch, skus, tuple(index), rules, restricted)
+
+    def _constraints(self, outcomes: Sequence[Outcome] | None, index: list[int], n_rows: int
+                     ) -> tuple[Constraints | None, frozenset[int]]:
+        """Per-row rule arrays, or None when no order has a rule that shapes candidates."""
+        if outcomes is None:
+            return None, frozenset()
+        shaped = [(row, o) for row, o in zip(index, outcomes, strict=True) if row >= 0 and (
+            o.restricts or o.node_pref is not None or o.svc_pref is not None)]
+        if not shaped:
+            return None, frozenset()
+        n_nodes, _, n_svc = self.arrays.shape
+        node_ok = np.ones((n_rows, n_nodes), dtype=np.bool_)
+        svc_ok = np.ones((n_rows, n_svc), dtype=np.bool_)
+        node_pref = np.ones((n_rows, n_nodes), dtype=np.bool_)
+        svc_pref = np.ones((n_rows, n_svc), dtype=np.bool_)
+        max_splits = np.full(n_rows, self.params.max_splits, dtype=np.int64)
+        for row, o in shaped:
+            if o.node_ok is not None:
+                node_ok[row] = o.node_ok
+            if o.svc_ok is not None:
+                svc_ok[row] = o.svc_ok
+            if o.node_pref is not None:
+                node_pref[row] = o.node_pref
+            if o.svc_pref is not None:
+                svc_pref[row] = o.svc_pref
+            if o.max_splits is not None:
+                max_splits[row] = min(o.max_splits, self.params.max_splits)
+        restricted = frozenset(row for row, o in shaped if o.restricts)
+        return Constraints(node_ok, svc_ok, node_pref, svc_pref, max_splits), restricted
 
     def plan(self, prep: Prepared, atp: np.ndarray, load: np.ndarray, lanes: LaneArrays,
              now_ms: int) -> list[Plan | Unroutable]:
@@ -110,7 +149,7 @@ class Planner:
         if prep.batch.n_orders == 0:
             return [Unroutable("unknown-destination") for _ in prep.orders]
         full: BatchInput = prep.batch.with_stock(atp, load)
-        cands = build_candidates(full, self.arrays, lanes, now_ms, self.params)
+        cands = build_candidates(full, self.arrays, lanes, now_ms, self.params, prep.rules)
         scores, best, second = score_batch(cands.X, cands.offsets, cands.mask, self.weights)
         best_l, second_l = best.tolist(), second.tolist()
         self._any_delay = bool(lanes.delay_hours.any())
@@ -120,7 +159,10 @@ class Planner:
                 continue
             b = best_l[row]
             if b < 0:
-                out.append(Unroutable(self._why_none(full, cands, row)))
+                why = self._why_none(full, cands, row)
+                if row in prep.restricted and why != "no-stock":
+                    why = "restricted-by-rules"
+                out.append(Unroutable(why))
                 continue
             out.append(self._unpack(order, full, cands, row, b, second_l[row], scores,
                                     lanes, now_ms))

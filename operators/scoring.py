@@ -51,6 +51,7 @@ class Feature(IntEnum):
     SPLITS = 5
     STOCK_COVER = 6
     TRANSIT_HOURS = 7
+    NOT_PREFERRED = 8  # 1 when a business rule prefers other nodes/services for the order
 
 
 N_FEATURES = len(Feature)
@@ -72,6 +73,7 @@ class Weights:
     splits: float = -15.0
     stock_cover: float = 0.5
     transit_hours: float = -0.05
+    not_preferred: float = -25.0  # a preference is worth about 25 currency units of cost
 
     def __post_init__(self) -> None:
         # A NaN or infinite weight would silently make every score NaN/inf: refuse it at the edge.
