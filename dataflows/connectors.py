@@ -15,10 +15,17 @@ Why not the stock `bytewax.connectors.kafka` ones: the stock sink is a `DynamicS
 
 Items for the sink are `(key, OutMessage)`: the key (an order id, a topic name) spreads writes
 over the sink's slots.
+
+Metrics (`fulfil.metrics`): each source slot refreshes `fulfil_consumer_lag_messages` for its
+partitions at most once a second from the watermarks librdkafka caches from fetch responses (no
+broker round trip; the broker's own ListOffsets answer is not used because the embedded broker's
+can be stale), stamps `fulfil_source_snapshot_timestamp_seconds` at every epoch, and the sink
+times its pre-commit flush (`fulfil_sink_flush_seconds`).
 """
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
 import zlib
@@ -33,10 +40,16 @@ from confluent_kafka import (
     OFFSET_END,
     Consumer,
     KafkaError,
+    KafkaException,
     Producer,
     TopicPartition,
 )
 from confluent_kafka.admin import AdminClient
+
+from fulfil import metrics
+
+#: How often a source slot refreshes its partitions' lag gauges (checked once per batch).
+LAG_INTERVAL_S = 1.0
 
 
 class RawMessage(NamedTuple):
@@ -81,12 +94,29 @@ def _now_ms() -> int:
     return time.time_ns() // 1_000_000
 
 
+def partition_lag(next_offset: int, low: int, high: int) -> int | None:
+    """Messages of one partition not read yet, from the consumer's cached watermarks.
+
+    None while the consumer has not fetched from the partition (librdkafka reports negative
+    watermarks then): no figure is better than a made-up zero. Before the first message is read
+    the next offset is a logical one: from the beginning, everything still in the log is lag;
+    from the end, nothing is until a message arrives (and is then counted once read).
+    """
+    if high < 0:
+        return None
+    if next_offset == OFFSET_BEGINNING:
+        next_offset = max(low, 0)
+    elif next_offset < 0:
+        return 0
+    return max(0, high - next_offset)
+
+
 class _SourcePartition(StatefulSourcePartition[RawMessage, dict[str, int]]):
     """One consumer over a fixed set of Kafka partitions; state = next offset per partition."""
 
     def __init__(
         self, config: dict, parts: list[tuple[str, int]], offsets: dict[str, int],
-        batch_size: int, stop: threading.Event | None = None,
+        batch_size: int, stop: threading.Event | None = None, label: str = "",
     ) -> None:
         self._stop = stop
         self._offsets = dict(offsets)
@@ -94,10 +124,32 @@ class _SourcePartition(StatefulSourcePartition[RawMessage, dict[str, int]]):
         self._consumer = Consumer(config)
         self._consumer.assign([TopicPartition(t, p, self._offsets[f"{t}#{p}"]) for t, p in parts])
         self._idle_until: datetime | None = None
+        self._parts = parts
+        self._lag_due = 0.0
+        self._snapshot_gauge = metrics.SOURCE_SNAPSHOT.labels(topic=label)
+
+    def refresh_lag(self) -> None:
+        """Set the lag gauge of every partition of this slot (cached watermarks: no I/O).
+
+        `next_batch` calls it at most every LAG_INTERVAL_S; public for tests and embedders.
+        """
+        watermarks = self._consumer.get_watermark_offsets
+        for topic, partition in self._parts:
+            try:
+                low, high = watermarks(TopicPartition(topic, partition), cached=True)
+            except KafkaException:  # a metric must never stop the flow; no figure this round
+                continue
+            lag = partition_lag(self._offsets[f"{topic}#{partition}"], low, high)
+            if lag is not None:
+                metrics.CONSUMER_LAG.labels(topic=topic, partition=str(partition)).set(lag)
 
     def next_batch(self) -> list[RawMessage]:
         if self._stop is not None and self._stop.is_set():
             raise StopIteration
+        tick = time.monotonic()
+        if tick >= self._lag_due:
+            self._lag_due = tick + LAG_INTERVAL_S
+            self.refresh_lag()
         msgs = self._consumer.consume(self._batch_size, 0.0)
         if not msgs:
             # Nothing buffered: let other steps run, come back shortly. librdkafka keeps
@@ -127,10 +179,14 @@ class _SourcePartition(StatefulSourcePartition[RawMessage, dict[str, int]]):
         return self._idle_until
 
     def snapshot(self) -> dict[str, int]:
+        self._snapshot_gauge.set(time.time())
         return dict(self._offsets)
 
     def close(self) -> None:
         self._consumer.close()
+        for topic, partition in self._parts:  # the partition may be read elsewhere next time
+            with contextlib.suppress(KeyError):
+                metrics.CONSUMER_LAG.remove(topic, str(partition))
 
 
 class KafkaSource(FixedPartitionedSource[RawMessage, dict[str, int]]):
@@ -191,8 +247,11 @@ class KafkaSource(FixedPartitionedSource[RawMessage, dict[str, int]]):
                  if i % self._slots == slot]
         known = resume_state or {}
         offsets = {f"{t}#{p}": known.get(f"{t}#{p}", self._start) for t, p in parts}
+        label = ",".join(self._topics)
+        if resume_state is not None:
+            metrics.SOURCE_RESUMES.labels(topic=label).inc()
         return _SourcePartition(self._consumer_config, parts, offsets, self._batch_size,
-                                self._stop)
+                                self._stop, label)
 
 
 class _SharedProducer:
@@ -226,7 +285,11 @@ class _SharedProducer:
                 self.failures.append(err.str())
 
     def flush_or_raise(self) -> None:
+        outstanding = len(self.producer)
+        started = time.perf_counter()
         remaining = self.producer.flush(60)
+        if outstanding:  # every sink slot calls this per epoch; only real flushes are timed
+            metrics.SINK_FLUSH.observe(time.perf_counter() - started)
         with self._fail_lock:
             failures, self.failures = self.failures, []
         if remaining or failures:

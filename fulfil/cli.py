@@ -5,6 +5,8 @@
     fulfil simulate publish a simulated workload to a broker
     fulfil demo     everything embedded: broker, Redis, engine, simulator, live view
     fulfil network  build the default network from the Olist data
+    fulfil track    run the order-tracking flow and serve GET /orders/<id>
+    fulfil order    print one order's lifecycle (where is it, and why)
 
 Every `run` setting can also come from `FULFIL_*` environment variables or a JSON config file;
 flags win. Kafka security settings pass through as `--kafka-prop security.protocol=SASL_SSL` (or
@@ -14,6 +16,7 @@ flags win. Kafka security settings pass through as `--kafka-prop security.protoc
 from __future__ import annotations
 
 import argparse
+import logging
 import sys
 from datetime import timedelta
 from pathlib import Path
@@ -21,6 +24,8 @@ from pathlib import Path
 import orjson
 
 from fulfil.config import Config, ConfigError, load_config
+
+log = logging.getLogger("fulfil.cli")
 
 
 def _kafka_props(pairs: list[str] | None) -> dict[str, str] | None:
@@ -50,9 +55,23 @@ def _config(args: argparse.Namespace, **extra: object) -> Config:
         "kafka": _kafka_props(getattr(args, "kafka_prop", None)),
         "redis_url": getattr(args, "redis_url", None),
         "topic_prefix": getattr(args, "topic_prefix", None),
+        "log_format": getattr(args, "log_format", None),
+        "log_level": getattr(args, "log_level", None),
         **extra,
     }
     return load_config(getattr(args, "config", None), **flags)
+
+
+def _add_log_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--log-format", choices=["text", "json"],
+                   help="text, or one JSON object per line (FULFIL_LOG_FORMAT)")
+    p.add_argument("--log-level", help="DEBUG, INFO (default), WARNING, ... (FULFIL_LOG_LEVEL)")
+
+
+def _setup_logs(cfg: Config, process_id: int | None = None) -> None:
+    from fulfil.logs import setup_logging
+
+    setup_logging(cfg.log_format, cfg.log_level, process_id=process_id)
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -67,15 +86,19 @@ def cmd_run(args: argparse.Namespace) -> int:
         args, workers=args.workers, network_path=args.network, start_from=args.start_from,
         source_slots=args.source_slots,
         recovery_dir=args.recovery_dir, metrics_port=args.metrics_port,
+        metrics_addr=args.metrics_addr,
         snapshot_interval_s=args.snapshot_interval, batch_size=args.batch_size,
     )
-    print(f"fulfil run: {orjson.dumps(cfg.redacted()).decode()}", file=sys.stderr)
+    _setup_logs(cfg, args.process_id)
+    log.info("fulfil run: starting", extra={"config": cfg.redacted(), "step": "startup"})
     problem = _preflight(cfg)
     if problem:
-        print(f"fulfil run: {problem}", file=sys.stderr)
+        log.error("fulfil run: %s", problem, extra={"step": "startup"})
         return 2
     if cfg.metrics_port:
-        metrics.serve(cfg.metrics_port + (args.process_id or 0))
+        offset = (args.process_id or 0) if cfg.metrics_port_per_process else 0
+        metrics.publish_build_info(cfg.network_path)
+        metrics.serve(cfg.metrics_port + offset, cfg.metrics_addr)
     recovery = None
     epoch = timedelta(seconds=cfg.epoch_interval_s)
     if cfg.recovery_dir:
@@ -151,12 +174,58 @@ def cmd_network(args: argparse.Namespace) -> int:
     return netbuild.main(args.rest)
 
 
+def cmd_track(args: argparse.Namespace) -> int:
+    from fulfil.track import run_track
+
+    cfg = _config(
+        args, workers=args.workers, start_from=args.start_from, source_slots=args.source_slots,
+        batch_size=args.batch_size, recovery_dir=args.recovery_dir,
+        snapshot_interval_s=args.snapshot_interval, metrics_port=args.metrics_port,
+        http_addr=args.http_addr, http_port=args.http_port,
+        tracking_ttl_days=args.retention_days, tracking_max_entries=args.max_entries,
+    )
+    _setup_logs(cfg)
+    return run_track(cfg, backup_interval_s=args.backup_interval, serve_http=not args.no_http)
+
+
+def cmd_order(args: argparse.Namespace) -> int:
+    from fulfil.track import show_order
+
+    return show_order(_config(args), args.order_id, as_json=args.json)
+
+
 def cmd_recovery_init(args: argparse.Namespace) -> int:
+    """Create recovery partitions; with `--only I`, just partition I of N, for process I.
+
+    Why `--only`: in a cluster each process keeps its recovery partition on its own volume (a
+    StatefulSet's PVC); together they must hold the whole set, and no partition twice.
+    `--if-missing` makes it safe to run at every start (an init container): bytewax refuses to
+    initialise over existing partitions, and an existing one must never be replaced.
+    """
+    import os
+    import tempfile
+
     from bytewax.recovery import init_db_dir
 
-    Path(args.dir).mkdir(parents=True, exist_ok=True)
-    init_db_dir(Path(args.dir), args.partitions)
-    print(f"initialised {args.partitions} recovery partitions in {args.dir}")
+    target = Path(args.dir)
+    target.mkdir(parents=True, exist_ok=True)
+    if args.if_missing and any(target.glob("part-*.sqlite3")):
+        print(f"{args.dir} already holds recovery partitions; left as they are")
+        return 0
+    if args.only is None:
+        init_db_dir(target, args.partitions)
+        print(f"initialised {args.partitions} recovery partitions in {args.dir}")
+        return 0
+    if args.only < 0:
+        raise ConfigError(f"--only must be a process id >= 0; got {args.only}")
+    if args.only >= args.partitions:  # allowed by bytewax: a process may hold no partition
+        print(f"process {args.only} holds none of the {args.partitions} recovery partitions")
+        return 0
+    name = f"part-{args.only}.sqlite3"
+    with tempfile.TemporaryDirectory(dir=target, prefix=".init-") as tmp:  # same file system
+        init_db_dir(Path(tmp), args.partitions)
+        os.replace(Path(tmp) / name, target / name)
+    print(f"initialised recovery partition {args.only} of {args.partitions} in {args.dir}")
     return 0
 
 
@@ -179,6 +248,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--snapshot-interval", type=float, help="seconds between snapshots")
     run.add_argument("--backup-interval", type=float, default=0.0)
     run.add_argument("--metrics-port", type=int, help="Prometheus /metrics port (+ process id)")
+    run.add_argument("--metrics-addr", help="/metrics bind address (default 127.0.0.1)")
+    _add_log_args(run)
     run.set_defaults(func=cmd_run)
 
     topics = sub.add_parser("topics", help="create the registry's topics")
@@ -205,9 +276,40 @@ def build_parser() -> argparse.ArgumentParser:
     net.add_argument("rest", nargs=argparse.REMAINDER)
     net.set_defaults(func=cmd_network)
 
+    track = sub.add_parser("track", help="run the order-tracking flow and GET /orders/<id>")
+    _add_connection_args(track)
+    _add_log_args(track)
+    track.add_argument("--workers", type=int, help="worker threads")
+    track.add_argument("--start-from", choices=["earliest", "latest"])
+    track.add_argument("--batch-size", type=int)
+    track.add_argument("--source-slots", type=int, help="consumers (>= workers)")
+    track.add_argument("--recovery-dir", help="bytewax recovery partitions of THIS flow (not "
+                       "the routing flow's)")
+    track.add_argument("--snapshot-interval", type=float, help="seconds between snapshots")
+    track.add_argument("--backup-interval", type=float, default=0.0)
+    track.add_argument("--metrics-port", type=int, help="Prometheus /metrics port")
+    track.add_argument("--http-addr", help="endpoint bind address (default 127.0.0.1)")
+    track.add_argument("--http-port", type=int, help="endpoint port (default 9480; 0 = any)")
+    track.add_argument("--no-http", action="store_true", help="run the flow only")
+    track.add_argument("--retention-days", type=int,
+                       help="days an order's trace is kept after its last event (default 14)")
+    track.add_argument("--max-entries", type=int, help="entries kept per order (default 256)")
+    track.set_defaults(func=cmd_track)
+
+    order = sub.add_parser("order", help="print one order's lifecycle")
+    order.add_argument("order_id")
+    order.add_argument("--config", help="JSON config file (also FULFIL_CONFIG)")
+    order.add_argument("--redis", dest="redis_url", help="redis://... URL (FULFIL_REDIS)")
+    order.add_argument("--json", action="store_true", help="the JSON the HTTP endpoint returns")
+    order.set_defaults(func=cmd_order)
+
     rec = sub.add_parser("recovery-init", help="create bytewax recovery partitions")
     rec.add_argument("dir")
     rec.add_argument("partitions", type=int)
+    rec.add_argument("--only", type=int, metavar="PROCESS_ID",
+                     help="create only this process's partition (one volume per process)")
+    rec.add_argument("--if-missing", action="store_true",
+                     help="do nothing if DIR already holds partitions (safe at every start)")
     rec.set_defaults(func=cmd_recovery_init)
     return parser
 

@@ -10,6 +10,7 @@ gets printed or logged — never the raw object.
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 from collections.abc import Mapping
@@ -60,6 +61,20 @@ class Config:
     recovery_dir: str | None = None
     snapshot_interval_s: float = 5.0
     metrics_port: int | None = None
+    # Loopback by default; containers bind 0.0.0.0 so Prometheus and probes can reach it.
+    metrics_addr: str = "127.0.0.1"
+    # Process i serves on metrics_port + i (several processes on one host). Set false when each
+    # process has its own network namespace (containers, pods): one port for every process.
+    metrics_port_per_process: bool = True
+    # Logs (fulfil/logs.py): `text` for a terminal, `json` (one object per line) for shippers.
+    log_format: str = "text"
+    log_level: str = "INFO"
+    # Order tracking (dataflows/tracking.py): per-order timeline retention and size, and the
+    # `GET /orders/<id>` endpoint of `fulfil track` (loopback unless an operator widens it).
+    tracking_ttl_days: int = 14
+    tracking_max_entries: int = 256
+    http_addr: str = "127.0.0.1"
+    http_port: int = 9480
 
     def topic(self, name: str) -> str:
         """Full Kafka topic name for a registry name (e.g. "orders" -> "fulfil.orders")."""
@@ -104,6 +119,14 @@ _ENV_FIELDS = {
     "workers": "FULFIL_WORKERS",
     "recovery_dir": "FULFIL_RECOVERY_DIR",
     "metrics_port": "FULFIL_METRICS_PORT",
+    "metrics_addr": "FULFIL_METRICS_ADDR",
+    "metrics_port_per_process": "FULFIL_METRICS_PORT_PER_PROCESS",
+    "log_format": "FULFIL_LOG_FORMAT",
+    "log_level": "FULFIL_LOG_LEVEL",
+    "tracking_ttl_days": "FULFIL_TRACKING_TTL_DAYS",
+    "tracking_max_entries": "FULFIL_TRACKING_MAX_ENTRIES",
+    "http_addr": "FULFIL_HTTP_ADDR",
+    "http_port": "FULFIL_HTTP_PORT",
 }
 #: Environment variables `FULFIL_KAFKA__<PROP>` set librdkafka properties: dots become `__`
 #: is awkward, so the rule is: lower-case, single `_` -> `.`  (FULFIL_KAFKA__SASL_USERNAME ->
@@ -174,4 +197,18 @@ def load_config(
         raise ConfigError(f"setting 'start_from' must be earliest|latest; got {cfg.start_from!r}")
     if cfg.batch_size < 1:
         raise ConfigError(f"setting 'batch_size' must be >= 1; got {cfg.batch_size}")
+    _check_tracking_and_logs(cfg)
     return cfg
+
+
+def _check_tracking_and_logs(cfg: Config) -> None:
+    if cfg.log_format not in ("text", "json"):
+        raise ConfigError(f"setting 'log_format' must be text|json; got {cfg.log_format!r}")
+    if not isinstance(logging.getLevelName(str(cfg.log_level).upper()), int):
+        raise ConfigError("setting 'log_level' must be DEBUG|INFO|WARNING|ERROR|CRITICAL; "
+                          f"got {cfg.log_level!r}")
+    for name in ("tracking_ttl_days", "tracking_max_entries"):
+        if getattr(cfg, name) < 1:
+            raise ConfigError(f"setting {name!r} must be >= 1; got {getattr(cfg, name)}")
+    if not 0 <= cfg.http_port <= 65535:
+        raise ConfigError(f"setting 'http_port' must be 0..65535; got {cfg.http_port}")

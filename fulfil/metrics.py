@@ -1,12 +1,17 @@
 """Prometheus metrics of the engine (one registry per process; bytewax workers share it).
 
-Label values are bounded sets (topic names, status enums, error codes): never ids or free text,
-and never anything secret.
+Label values are bounded sets (topic names, partition numbers, status enums, error codes): never
+ids or free text, and never anything secret. Nothing here costs more than a counter increment
+per event: per-partition gauges are refreshed per batch (at most once a second), not per message.
+The dashboard (`deploy/grafana/`) and the alert rules (`deploy/prometheus/rules.yml`) read these
+names; `tests/test_deploy` fails if they reference one that is not defined here.
 """
 
 from __future__ import annotations
 
-from prometheus_client import Counter, Histogram, start_http_server
+from importlib.metadata import PackageNotFoundError, version
+
+from prometheus_client import Counter, Gauge, Histogram, start_http_server
 
 EVENTS_IN = Counter("fulfil_events_in_total", "Events read, per source topic", ["topic"])
 DECISIONS = Counter("fulfil_decisions_total", "Routing decisions emitted, by status", ["status"])
@@ -29,6 +34,58 @@ BATCH_SECONDS = Histogram(
     "Wall time of one routing batch (all Redis round trips and the kernel)",
     buckets=(0.001, 0.0025, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0),
 )
+
+
+# Kafka sources (dataflows/connectors.py). Lag = the partition's high watermark as the consumer
+# last saw it in a fetch response, minus the next offset the engine will read. The embedded tansu
+# broker's high watermark can trail the true log end by about one producer batch, so there the
+# figure is a lower bound; on Apache Kafka it is exact up to one fetch round trip.
+CONSUMER_LAG = Gauge(
+    "fulfil_consumer_lag_messages",
+    "Messages in the partition not yet read by the engine (high watermark - next offset)",
+    ["topic", "partition"],
+)
+SOURCE_SNAPSHOT = Gauge(
+    "fulfil_source_snapshot_timestamp_seconds",
+    "Unix time of the last epoch snapshot of a source's partitions (bytewax calls it every "
+    "epoch, with or without recovery): a stale value means the dataflow stopped advancing",
+    ["topic"],
+)
+SOURCE_RESUMES = Counter(
+    "fulfil_source_resumes_total",
+    "Source slots rebuilt from a recovery snapshot (rather than from --start-from)",
+    ["topic"],
+)
+SINK_FLUSH = Histogram(
+    "fulfil_sink_flush_seconds",
+    "Time to deliver an epoch's outstanding messages before bytewax commits the epoch",
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 5.0, 30.0),
+)
+BUILD_INFO = Gauge(
+    "fulfil_build_info", "Always 1; labels name the running code and network",
+    ["version", "network_version"],
+)
+
+
+def package_version() -> str:
+    """The installed fulfil version (a source checkout without install reports 'unknown')."""
+    try:
+        return version("fulfil")
+    except PackageNotFoundError:
+        return "unknown"
+
+
+def publish_build_info(network_path: str | None = None) -> str:
+    """Set `fulfil_build_info` for this process; returns the network version it names.
+
+    Loads the network file the workers will route with (the shipped one by default; cached), so a
+    dashboard can tell which network each process runs, e.g. during a rolling network change.
+    """
+    from operators.network import Network, load_default
+
+    network = Network.load(network_path) if network_path else load_default()
+    BUILD_INFO.labels(version=package_version(), network_version=network.version).set(1)
+    return network.version
 
 
 def serve(port: int, addr: str = "127.0.0.1") -> None:
