@@ -81,11 +81,10 @@ class Step(StrEnum):
 
 STEP_RANK = {step: i for i, step in enumerate(Step)}
 
-#: Order statuses beyond `schemas.enums.OrderStatus` (whose values a contract test pins): an
-#: order whose creation was rejected, and an order held for approval (a decision status the
-#: business-rules work may add; handled here so the read model needs no change then).
+#: An order whose creation was rejected (a status beyond `schemas.enums.OrderStatus`, whose
+#: values a contract test pins); held orders use OrderStatus.HELD.
 REJECTED_STATUS = "rejected"
-HELD_STATUS = "held"
+HELD_STATUS = OrderStatus.HELD
 
 _TRACKING_STEPS: Mapping[str, tuple[Step, str | None]] = {
     TrackingStatus.PICKED_UP: (Step.SHIPPED, OrderStatus.SHIPPED),

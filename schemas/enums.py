@@ -22,6 +22,7 @@ class OrderStatus(StrEnum):
     ROUTED = "routed"
     UNROUTABLE = "unroutable"
     CANCELLED = "cancelled"
+    HELD = "held"
     SHIPPED = "shipped"
     DELIVERED = "delivered"
 
@@ -32,6 +33,7 @@ class DecisionStatus(StrEnum):
     ROUTED = "routed"
     UNROUTABLE = "unroutable"
     CANCELLED = "cancelled"
+    HELD = "held"
 
 
 class DeadLetterCode(StrEnum):
@@ -41,6 +43,7 @@ class DeadLetterCode(StrEnum):
     SCHEMA = "schema"
     UNROUTABLE = "unroutable"
     UNKNOWN_ORDER = "unknown-order"
+    INVALID_STATE = "invalid-state"
     INTERNAL = "internal"
 
 
@@ -50,6 +53,8 @@ class OrderEventType(StrEnum):
     CREATED = "order.created"
     ADDRESS_CHANGED = "order.address_changed"
     CANCELLED = "order.cancelled"
+    APPROVED = "order.approved"
+    REJECTED = "order.rejected"
 
 
 class InventoryEventType(StrEnum):

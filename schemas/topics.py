@@ -34,6 +34,8 @@ class TopicName(StrEnum):
     CARRIER_STATUS = "carrier-status"
     DECISIONS = "decisions"
     DEAD_LETTERS = "dead-letters"
+    APPROVALS = "approvals"
+    CONFIG = "config"
 
 
 @dataclass(frozen=True, slots=True)
@@ -107,6 +109,23 @@ _ALL: tuple[Topic, ...] = (
         description="Inputs a flow could not process, with the original bytes and the reason.",
         writer="every flow",
     ),
+    Topic(
+        TopicName.APPROVALS,
+        kind="approval",
+        key="order_id",
+        partitions=2,
+        description="Orders a business rule held, waiting for approval or rejection.",
+        writer="routing flow",
+    ),
+    Topic(
+        TopicName.CONFIG,
+        kind="config_record",
+        key="name (e.g. 'rules')",
+        partitions=1,
+        compacted=True,
+        description="Published configuration (business rules), newest record per name wins.",
+        writer="fulfil rules publish",
+    ),
 )
 
 TOPICS: Mapping[TopicName, Topic] = MappingProxyType({t.name: t for t in _ALL})
@@ -170,6 +189,8 @@ _KEYS: Mapping[TopicName, Callable[[Mapping[str, Any]], str]] = MappingProxyType
         TopicName.CARRIER_STATUS: _carrier_key,
         TopicName.DECISIONS: _order_key,
         TopicName.DEAD_LETTERS: _dead_letter_key,
+        TopicName.APPROVALS: _order_key,
+        TopicName.CONFIG: lambda event: _field(event, "name"),
     }
 )
 

@@ -46,7 +46,8 @@ from schemas.errors import (
     show,
 )
 
-KINDS = ("order_event", "inventory_event", "carrier_event", "decision", "dead_letter")
+KINDS = ("order_event", "inventory_event", "carrier_event", "decision", "dead_letter", "approval",
+         "config_record")
 SCHEMA_DIR = Path(__file__).resolve().with_name("json")
 
 #: A validator: takes a decoded event, returns it (defaults filled), raises ValidationError.
@@ -144,6 +145,8 @@ CHECKS: Mapping[str, _Check] = {
     "order.created": check_order_created,
     "order.address_changed": check_address_changed,
     "order.cancelled": _ints_check("occurred_at"),
+    "order.approved": _ints_check("occurred_at"),
+    "order.rejected": _ints_check("occurred_at"),
     "inventory.snapshot": _ints_check("version", "on_hand", "occurred_at"),
     "inventory.adjusted": _ints_check("version", "delta", "occurred_at"),
     "lane.status": _ints_check("occurred_at", "valid_until"),

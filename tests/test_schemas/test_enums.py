@@ -53,7 +53,8 @@ def test_enum_matches_schema(enum: type[StrEnum], allowed: list[str]) -> None:
 
 def test_order_status_covers_the_lifecycle_and_decision_outcomes() -> None:
     assert [s.value for s in OrderStatus] == [
-        "received", "validated", "routed", "unroutable", "cancelled", "shipped", "delivered",
+        "received", "validated", "routed", "unroutable", "cancelled", "held", "shipped",
+        "delivered",
     ]  # fmt: skip
     assert {s.value for s in DecisionStatus} <= {s.value for s in OrderStatus}
 

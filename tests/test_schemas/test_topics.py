@@ -46,6 +46,8 @@ def test_default_partitions_and_names() -> None:
         TopicName.CARRIER_STATUS: ("fulfil.carrier-status", 2),
         TopicName.DECISIONS: ("fulfil.decisions", 8),
         TopicName.DEAD_LETTERS: ("fulfil.dead-letters", 2),
+        TopicName.APPROVALS: ("fulfil.approvals", 2),
+        TopicName.CONFIG: ("fulfil.config", 1),
     }
     assert {n: (t.full_name(), t.partitions) for n, t in TOPICS.items()} == expected
     assert DEFAULT_PREFIX == "fulfil."
