@@ -19,11 +19,12 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
 
+import orjson
 import redis
 
 from dataflows.connectors import KafkaConnectorError, OutMessage, RawMessage
@@ -31,7 +32,14 @@ from fulfil import metrics
 from fulfil.config import Config
 from operators.candidates import LaneArrays
 from operators.deadletters import dead_letter
-from operators.decisions import cancelled_decision, routed_decision, unroutable_decision
+from operators.decisions import (
+    RulesInfo,
+    approval_request,
+    cancelled_decision,
+    held_decision,
+    routed_decision,
+    unroutable_decision,
+)
 from operators.lanes import health_arrays
 from operators.network import Network
 from operators.orders import (
@@ -41,7 +49,8 @@ from operators.orders import (
     order_from_created,
     with_destination,
 )
-from operators.planner import Plan, Planner, Unroutable
+from operators.planner import EXHAUSTED, Plan, Planner, Unroutable
+from operators.rules import EMPTY, Outcome, RuleSet, empty_ruleset, order_facts
 from schemas.enums import DecisionStatus, OrderEventType
 from schemas.errors import ValidationError
 from schemas.validation import decode_and_validate
@@ -58,6 +67,7 @@ _INFRA_ERRORS = (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError
                  redis.exceptions.BusyLoadingError, KafkaConnectorError)
 _ROUTED = metrics.DECISIONS.labels(status="routed")
 _UNROUTABLE = metrics.DECISIONS.labels(status="unroutable")
+_HELD = metrics.DECISIONS.labels(status="held")
 _LATENCY = metrics.EVENT_TO_DECISION
 Out = tuple[str, OutMessage]
 
@@ -80,6 +90,18 @@ def dead_out(dlq_topic: str, raw: RawMessage, step: str, code: str, message: str
         field=field, rule=rule,
     )
     return raw.topic, OutMessage(dlq_topic, raw.topic.encode(), value)
+
+
+def _state_problem(kind: str, rec: OrderRecord | None) -> tuple[str, str] | None:
+    """(dead-letter code, why) when an order's state rules out `kind`, else None."""
+    if rec is None:
+        return "unknown-order", "no such order"
+    if rec.status == DecisionStatus.CANCELLED:
+        return "unknown-order", "order is already cancelled"
+    held = rec.status == DecisionStatus.HELD
+    if kind in (OrderEventType.APPROVED, OrderEventType.REJECTED) and not held:
+        return "invalid-state", f"order is {rec.status}, not held for approval"
+    return None
 
 
 def waves(items: Sequence[tuple[RawMessage, dict]]) -> Iterator[list[tuple[RawMessage, dict]]]:
@@ -106,13 +128,23 @@ class _Pending:
     order: OrderData
     version: int
     reasons: list[str] = field(default_factory=list)
+    approved: bool = False  # an approver released it: rule holds no longer apply
+    outcome: Outcome = EMPTY
+    rules_info: RulesInfo = None
+
+    @property
+    def priority(self) -> int:
+        return self.order.priority if self.outcome.priority is None else self.outcome.priority
 
 
 class Router:
     """Routes batches of order events; one instance per bytewax worker thread."""
 
-    def __init__(self, config: Config, network: Network, client: Any) -> None:
+    def __init__(self, config: Config, network: Network, client: Any,
+                 rules: Callable[[], RuleSet] = empty_ruleset) -> None:
+        """`rules` returns the business rules in force (read once per wave; hot-reloaded)."""
         self.config = config
+        self._rules = rules
         self.network = network
         self.ledger = Ledger(client, prefix=config.redis_prefix)
         self.book = OrderBook(self.ledger, config.redis_prefix, config.decision_ttl_days * 86400)
@@ -122,6 +154,7 @@ class Router:
         self.stock = AvailabilityCache(self.ledger, self.node_ids, config.availability_ttl_ms)
         self.decisions_topic = config.topic("decisions")
         self.dlq_topic = config.topic("dead-letters")
+        self.approvals_topic = config.topic("approvals")
         self._lane_version = -1
         self._lane_minute = -1
         self._lane_arrays: LaneArrays | None = None
@@ -130,6 +163,10 @@ class Router:
 
     def _decision(self, order_id: str, payload: bytes) -> Out:
         return order_id, OutMessage(self.decisions_topic, order_id.encode(), payload)
+
+    def _approval(self, order: OrderData, decision: bytes) -> Out:
+        body = approval_request(orjson.loads(decision), order)
+        return order.order_id, OutMessage(self.approvals_topic, order.order_id.encode(), body)
 
     def _dead(self, raw: RawMessage, step: str, code: str, message: str, now: int,
               field_: str = "", rule: str = "") -> Out:
@@ -197,16 +234,19 @@ class Router:
                 replays.append((raw, ev, rec))
             elif kind == OrderEventType.CREATED:
                 pending.append(_Pending(raw, ev, created[oid], 1))
-            elif rec is None or rec.status == DecisionStatus.CANCELLED:
-                why = "no such order" if rec is None else "order is already cancelled"
-                out.append(self._dead(raw, "route-orders", "unknown-order",
-                                      f"{kind} for {oid!r}: {why}", now, "order_id"))
+            elif (problem := _state_problem(kind, rec)) is not None:
+                out.append(self._dead(raw, "route-orders", problem[0],
+                                      f"{kind} for {oid!r}: {problem[1]}", now, "order_id"))
             else:
+                assert rec is not None  # _state_problem rules out a missing record
                 for node, lines in rec.reservations.items():
                     releases.setdefault(node, []).append(oid)
                     self.stock.invalidate(sku for sku, _ in lines)
-                if kind == OrderEventType.CANCELLED:
+                if kind in (OrderEventType.CANCELLED, OrderEventType.REJECTED):
                     cancels.append((raw, ev, rec))
+                elif kind == OrderEventType.APPROVED:
+                    pending.append(_Pending(raw, ev, rec.order, rec.version + 1, ["approved"],
+                                            approved=True))
                 else:
                     order = with_destination(rec.order, ev["destination"])
                     pending.append(_Pending(raw, ev, order, rec.version + 1, ["address-changed"]))
@@ -254,6 +294,8 @@ class Router:
             else:
                 metrics.REPLAYS.inc()
                 out.append(self._decision(oid, rec.decision))
+                if rec.status == DecisionStatus.HELD:  # the request may not have been sent
+                    out.append(self._approval(rec.order, rec.decision))
         return again
 
     def _cancel(self, cancels: list[tuple[RawMessage, dict, OrderRecord]], now: int) -> list[Out]:
@@ -283,11 +325,51 @@ class Router:
             self._lane_version, self._lane_minute = self.lanes.version, minute
         return self._lane_arrays
 
-    def _plan_and_reserve(self, pending: list[_Pending], now: int, day: str) -> list[Out]:
+    def _apply_rules(self, pending: list[_Pending], now: int) -> tuple[list[_Pending], list[Out]]:
+        """Evaluate the business rules in force; hold what they hold (decision + approval
+        request, nothing reserved) and return the rest, most urgent first so they claim scarce
+        stock first."""
+        rules = self._rules()
+        if not rules.rules:
+            return pending, []
+        info_base = {"version": rules.version}
+        held: dict[str, bytes] = {}
         out: list[Out] = []
+        go: list[_Pending] = []
+        for p in pending:
+            region = None
+            if "destination.region" in rules.fields:
+                where = self.network.locate(p.order.destination)
+                region = self.network.regions[where[2]] if where is not None else None
+            o = rules.evaluate(order_facts(p.order, region, rules), p.order.event_time)
+            if p.approved and o.hold is not None:
+                o = replace(o, hold=None)
+            p.outcome = o
+            p.rules_info = {**info_base, "hit": list(o.hit), "tags": list(o.tags)}
+            for rule_id in o.hit:
+                metrics.RULE_HITS.labels(rule=rule_id).inc()
+            if o.hold is None:
+                go.append(p)
+                continue
+            payload = held_decision(p.order, p.version, p.event, o.hold, p.raw.received_ms, now,
+                                    self.network.version, p.rules_info, p.priority)
+            oid = p.order.order_id
+            held[oid] = OrderRecord(p.event["event_id"], p.version, DecisionStatus.HELD, payload,
+                                    p.order, {}).dumps()
+            _HELD.inc()
+            out += [self._decision(oid, payload), self._approval(p.order, payload)]
+        if held:
+            self.book.put_many(held)  # before anything is emitted, like every other decision
+        go.sort(key=lambda p: -p.priority)  # stable: equal priorities keep arrival order
+        return go, out
+
+    def _plan_and_reserve(self, pending: list[_Pending], now: int, day: str) -> list[Out]:
+        pending, out = self._apply_rules(pending, now)
+        if not pending:
+            return out
         lanes = self._lane_health(now)
         for round_no in range(MAX_RACE_ROUNDS):
-            prep = self.planner.prepare([p.order for p in pending])
+            prep = self.planner.prepare([p.order for p in pending], [p.outcome for p in pending])
             # Round 0 uses the cache (`_read` refreshed it for this wave); re-plans after a lost
             # race read fresh.
             atp, load = self.stock.get(prep.skus, day, fresh=round_no > 0, refresh=False)
@@ -296,7 +378,13 @@ class Router:
             decided: dict[str, tuple[_Pending, Plan | Unroutable, bytes]] = {}
             records: dict[str, bytes] = {}
             requests: list[ReserveRequest] = []
+            exhausted: list[_Pending] = []
             for p, plan in zip(pending, plans, strict=True):
+                if isinstance(plan, Unroutable) and plan.reason == EXHAUSTED:
+                    if round_no + 1 < MAX_RACE_ROUNDS:
+                        exhausted.append(p)  # earlier orders of the batch took the stock
+                        continue
+                    plan = Unroutable("no-stock")
                 payload, rec = self._record(p, plan, now)
                 decided[p.order.order_id] = (p, plan, payload)
                 records[p.order.order_id] = rec.dumps()
@@ -304,7 +392,7 @@ class Router:
                     ReserveRequest(p.order.order_id, node, tuple((s, int(q)) for s, q in lines))
                     for node, lines in rec.reservations.items()
                 )
-            results = self._write_then_reserve(records, requests, day)
+            results = self._write_then_reserve(records, requests, day) if records else []
             for req, res in zip(requests, results, strict=True):
                 if res.status == "reserved":
                     self.stock.reserved(req.node_id, req.lines)
@@ -313,7 +401,7 @@ class Router:
             lost = {r.order_id for r in results if r.status == "short"}
             if lost:
                 self._compensate(results, lost, day)
-            retry: list[_Pending] = []
+            retry: list[_Pending] = exhausted
             for oid, (p, plan, payload) in decided.items():
                 if oid in lost and round_no + 1 < MAX_RACE_ROUNDS:
                     metrics.RACES_LOST.inc()
@@ -326,7 +414,7 @@ class Router:
                 out.extend(self._emit(p, plan, payload, now))
             if not retry:
                 break
-            pending = retry
+            pending = sorted(retry, key=lambda p: -p.priority)
         return out
 
     def _write_then_reserve(self, records: dict[str, bytes], requests: list[ReserveRequest],
@@ -348,11 +436,11 @@ class Router:
         ev = p.event
         if isinstance(plan, Unroutable):
             payload = unroutable_decision(p.order, p.version, ev, plan.reason, p.raw.received_ms,
-                                          now, self.network.version)
+                                          now, self.network.version, p.rules_info, p.priority)
             return payload, OrderRecord(ev["event_id"], p.version, DecisionStatus.UNROUTABLE,
                                         payload, p.order, {})
         payload = routed_decision(p.order, p.version, ev, plan, self.network, p.reasons,
-                                  p.raw.received_ms, now)
+                                  p.raw.received_ms, now, p.rules_info, p.priority)
         reservations: dict[str, list[list[Any]]] = {}
         for shipment in plan.shipments:
             node = self.node_ids[shipment.node]

@@ -1,13 +1,15 @@
 """The routing dataflow.
 
 ```
- fulfil.orders ──► route-orders ─────────────────────────────┐ (decisions, dead letters)
-                    │  validate ─► plan (numba) ─► reserve (Redis ledger)
+ fulfil.config ─► rules feed (a thread per process, hot reload) ─┐
+                                                                 ▼
+ fulfil.orders ──► route-orders ─────────────────────────────┐ (decisions, approvals, DLQ)
+                    │  validate ─► rules ─► plan (numba) ─► reserve (Redis ledger)
  fulfil.inventory ─► apply-inventory ─► ledger ──────────────┤ (dead letters)
  fulfil.carrier-status ─► parse-carrier ─┬─► lane-health (keyed state) ─► lane board (Redis)
                                          └─► tracking ─► ledger (picked up: consume stock)
                                                              ▼
-                                             kafka-out ─► fulfil.decisions, fulfil.dead-letters
+                          kafka-out ─► fulfil.decisions, fulfil.approvals, fulfil.dead-letters
 ```
 
 Run it with `fulfil run ...` or `python -m bytewax.run dataflows.routing:flow` (configuration
@@ -26,12 +28,14 @@ import bytewax.operators as op
 from bytewax.dataflow import Dataflow
 from bytewax.outputs import DynamicSink, StatelessSinkPartition
 
+from dataflows.config_feed import RulesFeed
 from dataflows.connectors import KafkaSink, KafkaSource, RawMessage
 from dataflows.router import Out, Router, dead_out, now_ms
 from fulfil import metrics
 from fulfil.config import Config, load_config
 from operators.lanes import LaneHealth, lane_key, update_lane
 from operators.network import Network, load_default
+from operators.rules import empty_ruleset
 from schemas.errors import ValidationError
 from schemas.validation import decode_and_validate
 from state.lanes import LaneBoard
@@ -71,11 +75,12 @@ def _dead(config: Config, raw: RawMessage, step: str, exc: ValidationError, now:
 
 
 class RouteOrders:
-    """`flat_map_batch` mapper: order events -> decisions and dead letters."""
+    """`flat_map_batch` mapper: order events -> decisions, approval requests, dead letters."""
 
-    def __init__(self, config: Config) -> None:
+    def __init__(self, config: Config, rules: RulesFeed | None = None) -> None:
+        current = rules.current if rules is not None else empty_ruleset
         self._routers = _PerWorker(
-            lambda: Router(config, _network(config), _client(config.redis_url))
+            lambda: Router(config, _network(config), _client(config.redis_url), current)
         )
 
     def __call__(self, batch: list[RawMessage]) -> list[Out]:
@@ -176,7 +181,8 @@ def build_flow(config: Config | None = None, stop: threading.Event | None = None
 
     flow = Dataflow("fulfil-routing")
     orders = op.input("orders-in", flow, source("orders"))
-    routed = op.flat_map_batch("route-orders", orders, RouteOrders(cfg))  # (key, OutMessage)
+    rules = RulesFeed(cfg, _network(cfg), stop)  # business rules, hot-reloaded (config topic)
+    routed = op.flat_map_batch("route-orders", orders, RouteOrders(cfg, rules))
 
     inventory = op.input("inventory-in", flow, source("inventory"))
     inventory_dead = op.flat_map_batch("apply-inventory", inventory, ApplyInventory(cfg))

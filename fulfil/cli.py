@@ -7,6 +7,8 @@
     fulfil network  build the default network from the Olist data
     fulfil track    run the order-tracking flow and serve GET /orders/<id>
     fulfil order    print one order's lifecycle (where is it, and why)
+    fulfil rules    check, dry-run and publish business rules (hot reload, no restart)
+    fulfil approvals  approve or reject orders a rule held
 
 Every `run` setting can also come from `FULFIL_*` environment variables or a JSON config file;
 flags win. Kafka security settings pass through as `--kafka-prop security.protocol=SASL_SSL` (or
@@ -126,7 +128,8 @@ def _preflight(cfg: Config) -> str | None:
         return str(exc)
     try:
         list_partitions(cfg.kafka_common(),
-                        [cfg.topic(t) for t in ("orders", "inventory", "carrier-status")])
+                        [cfg.topic(t) for t in ("orders", "inventory", "carrier-status",
+                                                "config")])
     except KafkaConnectorError as exc:
         return f"{exc} (create the topics with `fulfil topics`)"
     return None
@@ -209,9 +212,12 @@ def cmd_recovery_init(args: argparse.Namespace) -> int:
 
     target = Path(args.dir)
     target.mkdir(parents=True, exist_ok=True)
-    if args.if_missing and any(target.glob("part-*.sqlite3")):
-        print(f"{args.dir} already holds recovery partitions; left as they are")
-        return 0
+    if any(target.glob("part-*.sqlite3")):
+        if args.if_missing:
+            print(f"{args.dir} already holds recovery partitions; left as they are")
+            return 0
+        raise ConfigError(f"{args.dir} already holds recovery partitions; they are never "
+                          "replaced (delete them to reset recovery, or pass --if-missing)")
     if args.only is None:
         init_db_dir(target, args.partitions)
         print(f"initialised {args.partitions} recovery partitions in {args.dir}")
@@ -311,6 +317,10 @@ def build_parser() -> argparse.ArgumentParser:
     rec.add_argument("--if-missing", action="store_true",
                      help="do nothing if DIR already holds partitions (safe at every start)")
     rec.set_defaults(func=cmd_recovery_init)
+
+    from fulfil import cli_rules
+
+    cli_rules.register(sub, _add_connection_args, _config)
     return parser
 
 

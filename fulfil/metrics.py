@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from importlib.metadata import PackageNotFoundError, version
 
-from prometheus_client import Counter, Gauge, Histogram, start_http_server
+from prometheus_client import Counter, Gauge, Histogram, Info, start_http_server
 
 EVENTS_IN = Counter("fulfil_events_in_total", "Events read, per source topic", ["topic"])
 DECISIONS = Counter("fulfil_decisions_total", "Routing decisions emitted, by status", ["status"])
@@ -24,6 +24,7 @@ INVENTORY_APPLIED = Counter(
     "fulfil_inventory_events_total", "Inventory events by ledger outcome", ["outcome"]
 )
 LANE_UPDATES = Counter("fulfil_lane_updates_total", "Lane-health changes published")
+ALERTS = Counter("fulfil_alerts_total", "Watchtower alerts emitted (status: trigger|update|resolve)", ["type", "status"])  # noqa: E501
 EVENT_TO_DECISION = Histogram(
     "fulfil_event_to_decision_seconds",
     "Order event time to decision time",
@@ -91,3 +92,13 @@ def publish_build_info(network_path: str | None = None) -> str:
 def serve(port: int, addr: str = "127.0.0.1") -> None:
     """Expose /metrics on loopback by default (SREs opt in to a wider bind)."""
     start_http_server(port, addr=addr)
+
+RULES_RELOADS = Counter("fulfil_rules_reloads_total",
+                        "Rules records read from the config topic, by outcome "
+                        "(applied, rejected: did not compile, invalid: not a config record)",
+                        ["outcome"])
+RULES_VERSION = Info("fulfil_rules", "The business rules version in force in this process")
+RULES_APPLIED_AT = Gauge("fulfil_rules_applied_timestamp_seconds",
+                         "When this process last switched to new business rules")
+RULE_HITS = Counter("fulfil_rule_hits_total", "Orders a business rule matched, per rule id "
+                    "(ids come from the rules file, a bounded set)", ["rule"])

@@ -16,6 +16,11 @@ from operators.orders import OrderData
 if TYPE_CHECKING:
     from operators.network import Network
     from operators.planner import Plan
+    from operators.rules import Hold
+
+#: What business rules add to a decision: {"version", "hit", "tags"} and the priority, or None
+#: when no rules are in force (the decision then carries neither field).
+RulesInfo = Mapping[str, Any] | None
 
 
 def _base(order: OrderData, version: int, event: Mapping[str, Any], status: str,
@@ -38,9 +43,16 @@ def _base(order: OrderData, version: int, event: Mapping[str, Any], status: str,
     }
 
 
+def _with_rules(d: dict[str, Any], rules: RulesInfo, priority: int) -> dict[str, Any]:
+    if rules is not None:
+        d["rules"] = rules
+        d["priority"] = priority
+    return d
+
+
 def routed_decision(order: OrderData, version: int, event: Mapping[str, Any], plan: Plan,
                     network: Network, extra_reasons: Sequence[str], received_ms: int,
-                    decided_ms: int) -> bytes:
+                    decided_ms: int, rules: RulesInfo = None, priority: int = 0) -> bytes:
     d = _base(order, version, event, "routed", received_ms, decided_ms, network.version)
     shipments = []
     for s in plan.shipments:
@@ -77,21 +89,52 @@ def routed_decision(order: OrderData, version: int, event: Mapping[str, Any], pl
         splits=len(plan.shipments) - 1,
         reasons=[*extra_reasons, *plan.reasons],
     )
-    return orjson.dumps(d)
+    return orjson.dumps(_with_rules(d, rules, priority))
 
 
 def unroutable_decision(order: OrderData, version: int, event: Mapping[str, Any], reason: str,
-                        received_ms: int, decided_ms: int, network_version: str) -> bytes:
+                        received_ms: int, decided_ms: int, network_version: str,
+                        rules: RulesInfo = None, priority: int = 0) -> bytes:
     d = _base(order, version, event, "unroutable", received_ms, decided_ms, network_version)
     d.update(shipments=[], estimated_delivery=None, on_time=False, score=None, runner_up=None,
              splits=0, reasons=[reason])
-    return orjson.dumps(d)
+    return orjson.dumps(_with_rules(d, rules, priority))
+
+
+def held_decision(order: OrderData, version: int, event: Mapping[str, Any], hold: Hold,
+                  received_ms: int, decided_ms: int, network_version: str, rules: RulesInfo,
+                  priority: int) -> bytes:
+    """A decision that waits for approval: no shipments, nothing reserved."""
+    d = _base(order, version, event, "held", received_ms, decided_ms, network_version)
+    d.update(shipments=[], estimated_delivery=None, on_time=None, score=None, runner_up=None,
+             splits=0, reasons=["held-for-approval"],
+             hold={"group": hold.group, "reason": hold.reason, "rule": hold.rule})
+    return orjson.dumps(_with_rules(d, rules or {"version": "none", "hit": []}, priority))
+
+
+def approval_request(decision: Mapping[str, Any], order: OrderData) -> bytes:
+    """The `approval` message for a held decision (rebuilt from the decision on a replay)."""
+    hold = decision["hold"]
+    return orjson.dumps({
+        "order_id": order.order_id,
+        "decision_id": decision["decision_id"],
+        "group": hold["group"],
+        "reason": hold["reason"],
+        "rule": hold["rule"],
+        "rules_version": decision["rules"]["version"],
+        "channel": order.channel,
+        "customer_tier": order.tier,
+        "value": order.attrs.get("value"),
+        "held_at": decision["timings"]["decided_at"],
+    })
 
 
 def cancelled_decision(order: OrderData, version: int, event: Mapping[str, Any],
                        received_ms: int, decided_ms: int, network_version: str) -> bytes:
+    """Cancelled by the customer (order.cancelled) or by an approver (order.rejected)."""
     d = _base(order, version, event, "cancelled", received_ms, decided_ms, network_version)
     reason = event.get("reason")
+    first = "rejected" if event["type"] == "order.rejected" else "cancelled"
     d.update(shipments=[], estimated_delivery=None, on_time=None, score=None, runner_up=None,
-             splits=0, reasons=["cancelled", *([str(reason)] if reason else [])])
+             splits=0, reasons=[first, *([str(reason)] if reason else [])])
     return orjson.dumps(d)

@@ -13,6 +13,7 @@ from typing import Any
 
 import numpy as np
 
+from operators.allocation import allocate
 from operators.candidates import (
     BatchInput,
     CandidateParams,
@@ -30,6 +31,7 @@ from operators.orders import OrderData
 from operators.rules import Outcome
 from operators.scoring import Feature, Weights, score_batch
 
+EXHAUSTED = "exhausted-in-batch"
 MS_PER_DAY = 86_400_000
 MS_PER_HOUR = 3_600_000
 
@@ -64,7 +66,8 @@ class Plan:
 @dataclass(frozen=True, slots=True)
 class Unroutable:
     """Why an order has no plan: no-stock | no-coverage | lanes-blocked-or-full |
-    unknown-destination | restricted-by-rules | lost-races."""
+    unknown-destination | restricted-by-rules | lost-races, or EXHAUSTED (orders earlier in the
+    batch took the stock its candidates need; the router re-plans it on fresh stock)."""
 
     reason: str
 
@@ -151,7 +154,9 @@ class Planner:
         full: BatchInput = prep.batch.with_stock(atp, load)
         cands = build_candidates(full, self.arrays, lanes, now_ms, self.params, prep.rules)
         scores, best, second = score_batch(cands.X, cands.offsets, cands.mask, self.weights)
-        best_l, second_l = best.tolist(), second.tolist()
+        chosen = allocate(full, cands, scores, self.arrays.node_capacity,
+                          self.params.enforce_capacity)
+        best_l, second_l, chosen_l = best.tolist(), second.tolist(), chosen.tolist()
         self._any_delay = bool(lanes.delay_hours.any())
         for order, row in zip(prep.orders, prep.index, strict=True):
             if row < 0:
@@ -164,8 +169,14 @@ class Planner:
                     why = "restricted-by-rules"
                 out.append(Unroutable(why))
                 continue
-            out.append(self._unpack(order, full, cands, row, b, second_l[row], scores,
-                                    lanes, now_ms))
+            c = chosen_l[row]
+            if c < 0:
+                out.append(Unroutable(EXHAUSTED))
+                continue
+            # The runner-up explains the choice: the second best, or the best if the batch's
+            # other orders had taken its stock.
+            out.append(self._unpack(order, full, cands, row, c, second_l[row] if c == b else b,
+                                    scores, lanes, now_ms))
         return out
 
     def _why_none(self, batch: BatchInput, cands: Any, row: int) -> str:

@@ -26,10 +26,10 @@ def test_a_poison_event_is_set_aside_and_its_neighbours_are_routed(redis_url, mo
     router = Router(Config(redis_url=redis_url), NET, client)
     real_prepare = router.planner.prepare
 
-    def prepare(orders):  # a bug that only one order triggers
+    def prepare(orders, outcomes=None):  # a bug that only one order triggers
         if any(o.order_id == "poison" for o in orders):
             raise ZeroDivisionError("boom")
-        return real_prepare(orders)
+        return real_prepare(orders, outcomes)
 
     monkeypatch.setattr(router.planner, "prepare", prepare)
     events = [order("o-1", [("sku-a", 1)]), order("poison", [("sku-a", 1)]),
