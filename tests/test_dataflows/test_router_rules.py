@@ -32,8 +32,8 @@ rules:
     then: {service_level: express, priority: 9, tags: [vip]}
   - id: only-first-sp-node
     when: {channel: b2b}
-    then: {restrict: {nodes: [%s]}}
-""" % SP_NODES[0]
+    then: {restrict: {nodes: [FIRST]}}
+""".replace("FIRST", SP_NODES[0])
 _offsets = count()
 
 
