@@ -32,6 +32,7 @@ from fulfil.config import Config  # noqa: E402
 from fulfil.infra import start_redis  # noqa: E402
 from fulfil.sim.events import stamp  # noqa: E402
 from operators.network import load_default  # noqa: E402
+from operators.rules import compile_rules, empty_ruleset  # noqa: E402
 from state.ledger import InventoryUpdate, Ledger  # noqa: E402
 from state.redis_client import connect  # noqa: E402
 
@@ -44,6 +45,7 @@ def main() -> None:
     ap.add_argument("--orders", type=int, default=60_000)
     ap.add_argument("--batch", type=int, default=200)
     ap.add_argument("--profile", action="store_true", help="profile the timed part")
+    ap.add_argument("--rules", help="a rules file to route under (default: no rules)")
     ap.add_argument("--sort", default="tottime", help="pstats sort key (tottime, cumulative)")
     ap.add_argument("--top", type=int, default=25)
     args = ap.parse_args()
@@ -67,7 +69,11 @@ def run(args: argparse.Namespace, templates: list[tuple[bytes, bytes]], url: str
             for e in (orjson.loads(v) for _, v in stock_events())
             if e["type"] == "inventory.snapshot"
         ])
-        router = Router(Config(redis_url=url), load_default(), client)
+        network = load_default()
+        rules = empty_ruleset()
+        if args.rules:
+            rules = compile_rules(Path(args.rules).read_text(), network, args.rules)
+        router = Router(Config(redis_url=url), network, client, lambda: rules)
         now = int(time.time() * 1000)
         raws = [RawMessage("fulfil.orders", 0, i, k, stamp(v, now), now, now)
                 for i, (k, v) in enumerate(templates)]

@@ -155,6 +155,7 @@ class Router:
         self.decisions_topic = config.topic("decisions")
         self.dlq_topic = config.topic("dead-letters")
         self.approvals_topic = config.topic("approvals")
+        self._rule_hits: dict[str, Any] = {}  # rule id -> its counter (labels() is slow)
         self._lane_version = -1
         self._lane_minute = -1
         self._lane_arrays: LaneArrays | None = None
@@ -347,7 +348,10 @@ class Router:
             p.outcome = o
             p.rules_info = {**info_base, "hit": list(o.hit), "tags": list(o.tags)}
             for rule_id in o.hit:
-                metrics.RULE_HITS.labels(rule=rule_id).inc()
+                hits = self._rule_hits.get(rule_id)
+                if hits is None:
+                    hits = self._rule_hits[rule_id] = metrics.RULE_HITS.labels(rule=rule_id)
+                hits.inc()
             if o.hold is None:
                 go.append(p)
                 continue

@@ -19,6 +19,7 @@ A missing value (an order with no `value`, no `risk`) fails every comparison exc
 
 from __future__ import annotations
 
+import difflib
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -93,7 +94,10 @@ class _Compiler:
             inner = self.condition(value)
             return lambda facts: not inner(facts)
         if key not in FIELDS:
-            return self.fail(line, f"unknown field {key!r}; fields are: {', '.join(FIELDS)}")
+            close = difflib.get_close_matches(key, FIELDS, n=1)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            return self.fail(line, f"unknown field {key!r}{hint}; fields are: "
+                             f"{', '.join(FIELDS)}")
         self.used.add(key)
         if not isinstance(value.value, dict):  # shorthand: `channel: web`, `sku: [a, b]`
             shorthand = "any_in" if FIELDS[key][0] == SET else (

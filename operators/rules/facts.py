@@ -7,8 +7,10 @@ compiled RuleSet lists the fields its conditions read and only those are extract
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import datetime
+from functools import lru_cache
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from operators.orders import OrderData
 from operators.rules.ruleset import RuleSet
@@ -16,8 +18,27 @@ from operators.rules.ruleset import RuleSet
 _WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 
 
-def _local(order: OrderData, rules: RuleSet) -> datetime:
-    return datetime.fromtimestamp(order.event_time / 1000, rules.timezone or UTC)
+_QUARTER_MS = 900_000
+
+
+@lru_cache(maxsize=8192)
+def _offset_minutes(utc_quarter: int, tz: ZoneInfo) -> int:
+    """The timezone's UTC offset during one UTC quarter hour (every zone switches offsets on
+    a quarter hour, e.g. Adelaide at 16:30 UTC and Chatham at 14:00)."""
+    offset = datetime.fromtimestamp(utc_quarter * 900, tz).utcoffset()
+    return int(offset.total_seconds() // 60) if offset is not None else 0
+
+
+def _local(order: OrderData, rules: RuleSet) -> tuple[int, str]:
+    """(hour 0..23, weekday) the order was placed, in the rules' timezone.
+
+    A zoneinfo conversion costs microseconds per order; the offset is cached per UTC quarter
+    hour and the rest is integer arithmetic (1970-01-01 was a Thursday).
+    """
+    minutes = order.event_time // 60_000
+    if rules.timezone is not None:
+        minutes += _offset_minutes(order.event_time // _QUARTER_MS, rules.timezone)
+    return (minutes // 60) % 24, _WEEKDAYS[(minutes // 1440 + 3) % 7]
 
 
 _EXTRACT: dict[str, Callable[[OrderData, str | None, RuleSet], Any]] = {
@@ -37,8 +58,8 @@ _EXTRACT: dict[str, Callable[[OrderData, str | None, RuleSet], Any]] = {
     "sku": lambda o, r, rs: frozenset(ln.sku for ln in o.lines),
     "sku.category": lambda o, r, rs: frozenset(o.attrs.get("categories", ())),
     "sku.tags": lambda o, r, rs: frozenset(o.attrs.get("tags", ())),
-    "time.hour": lambda o, r, rs: _local(o, rs).hour,
-    "time.weekday": lambda o, r, rs: _WEEKDAYS[_local(o, rs).weekday()],
+    "time.hour": lambda o, r, rs: _local(o, rs)[0],
+    "time.weekday": lambda o, r, rs: _local(o, rs)[1],
 }
 
 

@@ -7,6 +7,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from fulfil.config import Config
 from operators.candidates import LaneArrays
@@ -152,3 +154,28 @@ def test_planner_honours_restrictions_and_reports_rules_as_the_reason() -> None:
     restricted, free = planner.plan(prep, atp, np.zeros(n, dtype=np.int64), lanes, T0)
     assert restricted == Unroutable("restricted-by-rules")
     assert not isinstance(free, Unroutable) and free.shipments[0].node != 0
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.integers(0, 2_100_000_000_000),
+       st.sampled_from(["America/Sao_Paulo", "Asia/Kolkata", "Australia/Adelaide",
+                        "Pacific/Chatham", "Australia/Lord_Howe", "America/New_York"]))
+def test_local_hour_and_weekday_match_zoneinfo(event_ms: int, zone: str) -> None:
+    """The cached offset arithmetic agrees with a full conversion, DST switches included."""
+    from datetime import datetime
+    from zoneinfo import ZoneInfo
+
+    rs = compile_rules(f"timezone: {zone}\nrules:\n  - {{id: a, when: {{channel: web}}, "
+                       "then: {tags: [x]}}\n", NET)
+    o = order(occurred_at=event_ms)
+    facts = {"time.hour", "time.weekday"}
+    got = order_facts(o, "SP", RuleSetWith(rs, facts))
+    local = datetime.fromtimestamp(event_ms / 1000, ZoneInfo(zone))
+    assert (got["time.hour"], got["time.weekday"]) == (
+        local.hour, ("mon", "tue", "wed", "thu", "fri", "sat", "sun")[local.weekday()])
+
+
+def RuleSetWith(rs, fields):
+    from dataclasses import replace
+
+    return replace(rs, fields=frozenset(fields))
