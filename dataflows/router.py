@@ -60,6 +60,7 @@ from state.ledger import Ledger, ReserveRequest, ReserveResult
 from state.orderbook import OrderBook
 
 MAX_RACE_ROUNDS = 3
+STATE_SAMPLE_MS = 5_000  # state-size gauges are refreshed at most this often
 log = logging.getLogger("fulfil.router")
 #: Failures of the infrastructure, not of an event: these stop the worker (it resumes from its
 #: snapshot) instead of turning events into dead letters.
@@ -146,7 +147,7 @@ class Router:
         self.config = config
         self._rules = rules
         self.network = network
-        self.ledger = Ledger(client, prefix=config.redis_prefix)
+        self.ledger = Ledger(client, prefix=config.redis_prefix, observe=metrics.observe_redis)
         self.book = OrderBook(self.ledger, config.redis_prefix, config.decision_ttl_days * 86400)
         self.lanes = LaneBoard(client, config.redis_prefix, config.lane_refresh_ms)
         self.planner = Planner(network, config)
@@ -156,6 +157,7 @@ class Router:
         self.dlq_topic = config.topic("dead-letters")
         self.approvals_topic = config.topic("approvals")
         self._rule_hits: dict[str, Any] = {}  # rule id -> its counter (labels() is slow)
+        self._sampled_at = 0
         self._lane_version = -1
         self._lane_minute = -1
         self._lane_arrays: LaneArrays | None = None
@@ -190,6 +192,10 @@ class Router:
         metrics.EVENTS_IN.labels(topic="orders").inc(len(batch))
         for wave in waves(parsed):
             out.extend(self._route_isolated(wave, now))
+        if now - self._sampled_at >= STATE_SAMPLE_MS:
+            self._sampled_at = now
+            metrics.STATE_ENTRIES.labels(state="availability-cache-skus").set(len(self.stock))
+            metrics.STATE_ENTRIES.labels(state="lane-board-lanes").set(len(self.lanes.current()))
         return out
 
     def _route_isolated(self, wave: list[tuple[RawMessage, dict]], now: int) -> list[Out]:
@@ -209,7 +215,9 @@ class Router:
                 return [o for item in wave for o in self._route_isolated([item], now)]
             raw, ev = wave[0]
             log.exception("order event %s of %s failed; set aside", ev.get("event_id"),
-                          ev.get("order_id"))
+                          ev.get("order_id"), extra={"order_id": ev.get("order_id"),
+                                                     "event_id": ev.get("event_id"),
+                                                     "step": "route-orders"})
             return [self._dead(raw, "route-orders", "internal",
                                f"{type(exc).__name__}: {exc}"[:500], now)]
 

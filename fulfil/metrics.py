@@ -93,6 +93,22 @@ def serve(port: int, addr: str = "127.0.0.1") -> None:
     """Expose /metrics on loopback by default (SREs opt in to a wider bind)."""
     start_http_server(port, addr=addr)
 
+REDIS_SECONDS = Histogram(
+    "fulfil_redis_roundtrip_seconds",
+    "Wall time of one Redis round trip (a pipeline), by what it held",
+    ["op"],
+    buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0),
+)
+STATE_ENTRIES = Gauge("fulfil_state_entries",
+                      "Entries held in a piece of worker or shared state, sampled per batch "
+                      "at most every few seconds", ["state"])
+
+
+def observe_redis(op: str, seconds: float) -> None:
+    """`state.ledger.Ledger`'s round-trip observer."""
+    REDIS_SECONDS.labels(op=op).observe(seconds)
+
+
 RULES_RELOADS = Counter("fulfil_rules_reloads_total",
                         "Rules records read from the config topic, by outcome "
                         "(applied, rejected: did not compile, invalid: not a config record)",

@@ -41,6 +41,10 @@ class AvailabilityCache:
         self._load_at = -1.0
         self._day = ""
 
+    def __len__(self) -> int:
+        """Skus held (the cache drops those no batch asked for in `keep_s`)."""
+        return len(self._columns)
+
     def get(self, skus: Sequence[str], day: str, fresh: bool = False, refresh: bool = True
             ) -> tuple[np.ndarray, np.ndarray]:
         """(atp int64[N, len(skus)], load int64[N]) — from the cache where it is young enough."""

@@ -22,6 +22,7 @@ Errors::
 from __future__ import annotations
 
 import hashlib
+import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -121,8 +122,12 @@ class Ledger:
     script hashes. ``prefix`` namespaces every key so several deployments can share one Redis.
     """
 
-    def __init__(self, client: redis.Redis | redis.RedisCluster, prefix: str = "fulfil") -> None:
+    def __init__(self, client: redis.Redis | redis.RedisCluster, prefix: str = "fulfil",
+                 observe: Callable[[str, float], None] | None = None) -> None:
+        """`observe(op, seconds)` is told the wall time of every round trip (metrics), `op`
+        naming what the pipeline held, e.g. "mget+hmget" or "put_records+reserve"."""
         _name(prefix, "prefix")
+        self._observe = observe
         if "{" in prefix or "}" in prefix:
             # a brace in the prefix would become (or break) the cluster hash tag
             raise LedgerInputError(f"prefix must not contain '{{' or '}}'; got {prefix!r}")
@@ -135,6 +140,7 @@ class Ledger:
             text = (_LUA_DIR / f"{name}.lua").read_text(encoding="utf-8")
             self._lua[name] = text
             self._sha[name] = hashlib.sha1(text.encode()).hexdigest()
+        self._script_names = {sha: name for name, sha in self._sha.items()}
         self.load_scripts()
 
     # -- keys and scripts --------------------------------------------------------------------
@@ -187,10 +193,21 @@ class Ledger:
     def _pipeline(self, commands: list[tuple[Any, ...]]) -> list[Any]:
         if not commands:
             return []
+        started = time.perf_counter()
         pipe = self._client.pipeline(transaction=False)
         for command in commands:
             pipe.execute_command(*command)
-        return pipe.execute(raise_on_error=False)
+        replies = pipe.execute(raise_on_error=False)
+        if self._observe is not None:
+            self._observe(self._op(commands), time.perf_counter() - started)
+        return replies
+
+    def _op(self, commands: list[tuple[Any, ...]]) -> str:
+        """A bounded label for a pipeline: its distinct command kinds, scripts by name."""
+        names = self._script_names
+        kinds = {names.get(c[1], "evalsha") if c[0] == "EVALSHA" else c[0].lower()
+                 for c in commands}
+        return "+".join(sorted(kinds))
 
     def _describe(self, command: tuple[Any, ...]) -> str:
         """Name a failed command by script and key (never by its packed arguments)."""

@@ -42,3 +42,20 @@ def test_a_poison_event_is_set_aside_and_its_neighbours_are_routed(redis_url, mo
     assert [(d["error"]["code"], d["source"]["offset"]) for d in dead] == [("internal", 1)]
     assert "ZeroDivisionError: boom" in dead[0]["error"]["message"]
     assert Ledger(client).stock(SP_NODE, "sku-a") == (100, 2, 98)  # nothing held twice
+
+
+def test_redis_round_trips_and_state_sizes_are_measured(redis_url) -> None:
+    from prometheus_client import REGISTRY
+
+    def count(op: str) -> float:
+        return REGISTRY.get_sample_value("fulfil_redis_roundtrip_seconds_count", {"op": op}) or 0
+
+    client = connect(redis_url)
+    Ledger(client).apply_inventory([InventoryUpdate(SP_NODE, "sku-a", 1, "snapshot", 100)])
+    router = Router(Config(redis_url=redis_url), NET, client)
+    before = count("put_records+reserve")
+    router.route([raw(i, order(f"o-{i}", [("sku-a", 1)])) for i in range(3)])
+    assert count("put_records+reserve") == before + 1  # one round trip for the whole batch
+    assert count("hmget+mget") >= 1  # the read: order book + stock
+    assert REGISTRY.get_sample_value("fulfil_state_entries",
+                                     {"state": "availability-cache-skus"}) == 1
