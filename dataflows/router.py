@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
@@ -47,6 +47,7 @@ from operators.orders import (
     OrderRecord,
     group_lines,
     order_from_created,
+    reservation_id,
     with_destination,
 )
 from operators.planner import EXHAUSTED, Plan, Planner, Unroutable
@@ -93,6 +94,17 @@ def dead_out(dlq_topic: str, raw: RawMessage, step: str, code: str, message: str
     return raw.topic, OutMessage(dlq_topic, raw.topic.encode(), value)
 
 
+def _requests(rid: str, reservations: Mapping[str, list[list[Any]]],
+              previous: Mapping[str, Any] | None) -> list[ReserveRequest]:
+    """Reserve requests of a plan; where the replaced plan also used the node, its units are
+    credited (see state/lua/reserve.lua)."""
+    old = previous["reservations"] if previous else {}
+    credit = previous["resv_id"] if previous else None
+    return [ReserveRequest(rid, node, tuple((s, int(q)) for s, q in lines),
+                           credit if node in old else None)
+            for node, lines in reservations.items()]
+
+
 def _state_problem(kind: str, rec: OrderRecord | None) -> tuple[str, str] | None:
     """(dead-letter code, why) when an order's state rules out `kind`, else None."""
     if rec is None:
@@ -130,6 +142,9 @@ class _Pending:
     version: int
     reasons: list[str] = field(default_factory=list)
     approved: bool = False  # an approver released it: rule holds no longer apply
+    #: The reservation this version replaces ({"resv_id", "reservations"}): kept until the new
+    #: plan is held, credited where both use a node, released once the new decision is final.
+    previous: Mapping[str, Any] | None = None
     outcome: Outcome = EMPTY
     rules_info: RulesInfo = None
 
@@ -248,17 +263,20 @@ class Router:
                                       f"{kind} for {oid!r}: {problem[1]}", now, "order_id"))
             else:
                 assert rec is not None  # _state_problem rules out a missing record
-                for node, lines in rec.reservations.items():
-                    releases.setdefault(node, []).append(oid)
-                    self.stock.invalidate(sku for sku, _ in lines)
                 if kind in (OrderEventType.CANCELLED, OrderEventType.REJECTED):
+                    for node, rids in rec.held().items():
+                        releases.setdefault(node, []).extend(rids)
+                    self._invalidate(rec)
                     cancels.append((raw, ev, rec))
                 elif kind == OrderEventType.APPROVED:
                     pending.append(_Pending(raw, ev, rec.order, rec.version + 1, ["approved"],
                                             approved=True))
-                else:
+                else:  # an address change: re-route, moving the reservation (never both/neither)
                     order = with_destination(rec.order, ev["destination"])
-                    pending.append(_Pending(raw, ev, order, rec.version + 1, ["address-changed"]))
+                    previous = ({"resv_id": rec.resv_id, "reservations": rec.reservations}
+                                if rec.reservations else None)
+                    pending.append(_Pending(raw, ev, order, rec.version + 1, ["address-changed"],
+                                            previous=previous))
         pending.extend(self._replay(replays, day, out))
         if releases:
             self.ledger.release(releases, day)
@@ -285,21 +303,21 @@ class Router:
         """Re-apply recorded plans (idempotent) and re-emit their decisions unchanged."""
         if not replays:
             return []
-        requests = [
-            ReserveRequest(rec.order.order_id, node, tuple((s, int(q)) for s, q in lines))
-            for _, _, rec in replays if rec.status == DecisionStatus.ROUTED
-            for node, lines in rec.reservations.items()
-        ]
+        requests = [req for _, _, rec in replays if rec.status == DecisionStatus.ROUTED
+                    for req in _requests(rec.resv_id, rec.reservations, rec.previous)]
         results = self.ledger.reserve(requests, day) if requests else []
         short = {r.order_id for r in results if r.status == "short"}
         if short:
             self._compensate(results, short, day)
+        self._release_previous([rec for _, _, rec in replays if rec.previous
+                                and rec.resv_id not in short], day)
         again: list[_Pending] = []
         for raw, ev, rec in replays:
             oid = rec.order.order_id
-            if oid in short and rec.event_id == ev["event_id"]:
+            if rec.resv_id in short and rec.event_id == ev["event_id"]:
                 # Recorded but never reserved (crash in between) and the stock is gone: route anew.
-                again.append(_Pending(raw, ev, rec.order, rec.version, ["replayed"]))
+                again.append(_Pending(raw, ev, rec.order, rec.version, ["replayed"],
+                                      previous=rec.previous))
             else:
                 metrics.REPLAYS.inc()
                 out.append(self._decision(oid, rec.decision))
@@ -385,9 +403,10 @@ class Router:
             # Round 0 uses the cache (`_read` refreshed it for this wave); re-plans after a lost
             # race read fresh.
             atp, load = self.stock.get(prep.skus, day, fresh=round_no > 0, refresh=False)
+            self._credit_own_holds(pending, prep.skus, atp)
 
             plans = self.planner.plan(prep, atp, load, lanes, now)
-            decided: dict[str, tuple[_Pending, Plan | Unroutable, bytes]] = {}
+            decided: dict[str, tuple[_Pending, Plan | Unroutable, bytes]] = {}  # by resv id
             records: dict[str, bytes] = {}
             requests: list[ReserveRequest] = []
             exhausted: list[_Pending] = []
@@ -398,12 +417,9 @@ class Router:
                         continue
                     plan = Unroutable("no-stock")
                 payload, rec = self._record(p, plan, now)
-                decided[p.order.order_id] = (p, plan, payload)
+                decided[rec.resv_id] = (p, plan, payload)
                 records[p.order.order_id] = rec.dumps()
-                requests.extend(
-                    ReserveRequest(p.order.order_id, node, tuple((s, int(q)) for s, q in lines))
-                    for node, lines in rec.reservations.items()
-                )
+                requests.extend(_requests(rec.resv_id, rec.reservations, p.previous))
             results = self._write_then_reserve(records, requests, day) if records else []
             for req, res in zip(requests, results, strict=True):
                 if res.status == "reserved":
@@ -414,16 +430,21 @@ class Router:
             if lost:
                 self._compensate(results, lost, day)
             retry: list[_Pending] = exhausted
-            for oid, (p, plan, payload) in decided.items():
-                if oid in lost and round_no + 1 < MAX_RACE_ROUNDS:
+            final: list[_Pending] = []
+            for rid, (p, plan, payload) in decided.items():
+                if rid in lost and round_no + 1 < MAX_RACE_ROUNDS:
                     metrics.RACES_LOST.inc()
                     retry.append(p)
                     continue
-                if oid in lost:
+                if rid in lost:
                     plan = Unroutable("lost-races")
                     payload, rec = self._record(p, plan, now)
-                    self.book.put_many({oid: rec.dumps()})
+                    self.book.put_many({p.order.order_id: rec.dumps()})
+                final.append(p)
                 out.extend(self._emit(p, plan, payload, now))
+            # A re-route's decision is final (routed, or unroutable at the new address): what
+            # the previous version held goes now, never before the new plan was held.
+            self._release_previous([p for p in final if p.previous], day)
             if not retry:
                 break
             pending = sorted(retry, key=lambda p: -p.priority)
@@ -446,11 +467,12 @@ class Router:
 
     def _record(self, p: _Pending, plan: Plan | Unroutable, now: int) -> tuple[bytes, OrderRecord]:
         ev = p.event
+        rid = reservation_id(p.order.order_id, p.version)
         if isinstance(plan, Unroutable):
             payload = unroutable_decision(p.order, p.version, ev, plan.reason, p.raw.received_ms,
                                           now, self.network.version, p.rules_info, p.priority)
             return payload, OrderRecord(ev["event_id"], p.version, DecisionStatus.UNROUTABLE,
-                                        payload, p.order, {})
+                                        payload, p.order, {}, rid, p.previous)
         payload = routed_decision(p.order, p.version, ev, plan, self.network, p.reasons,
                                   p.raw.received_ms, now, p.rules_info, p.priority)
         reservations: dict[str, list[list[Any]]] = {}
@@ -459,7 +481,7 @@ class Router:
             lines = [(p.order.lines[i].sku, p.order.lines[i].qty) for i in shipment.lines]
             reservations[node] = [list(x) for x in group_lines(lines)]
         return payload, OrderRecord(ev["event_id"], p.version, DecisionStatus.ROUTED, payload,
-                                    p.order, reservations)
+                                    p.order, reservations, rid, p.previous)
 
     def _emit(self, p: _Pending, plan: Plan | Unroutable, payload: bytes, now: int) -> list[Out]:
         oid = p.order.order_id
@@ -472,6 +494,38 @@ class Router:
             _ROUTED.inc()
         _LATENCY.observe(max(0, now - p.event["occurred_at"]) / 1000.0)
         return out
+
+    def _credit_own_holds(self, pending: list[_Pending], skus: list[str], atp: Any) -> None:
+        """A re-routed order may keep its units: what its previous plan holds counts as
+        available to it (the ledger credits the same, see state/lua/reserve.lua)."""
+        column = None
+        for p in pending:
+            if not p.previous:
+                continue
+            column = column or {sku: j for j, sku in enumerate(skus)}
+            for node, lines in p.previous["reservations"].items():
+                k = self.network.node_index.get(node)
+                for sku, qty in lines:
+                    if k is not None and sku in column:
+                        atp[k, column[sku]] += int(qty)
+
+    def _release_previous(self, items: Iterable[_Pending | OrderRecord], day: str) -> None:
+        """Release the reservations these re-routes replaced (idempotent: a replay may repeat
+        it, and a node the new plan also uses keeps the new reservation, a different id)."""
+        releases: dict[str, list[str]] = {}
+        for item in items:
+            prev = item.previous
+            assert prev is not None
+            for node, lines in prev["reservations"].items():
+                releases.setdefault(node, []).append(prev["resv_id"])
+                self.stock.invalidate(sku for sku, _ in lines)
+        if releases:
+            self.ledger.release(releases, day)
+
+    def _invalidate(self, rec: OrderRecord) -> None:
+        """Stock a release gives back: the cached ATP of those skus is stale."""
+        for lines in rec.reservations.values():
+            self.stock.invalidate(sku for sku, _ in lines)
 
     def _compensate(self, results: list[Any], orders: set[str], day: str) -> None:
         """Release what a partly reserved (split) order did get, so nothing is left half-held."""

@@ -35,11 +35,13 @@ from fulfil import metrics
 from fulfil.config import Config, load_config
 from operators.lanes import LaneHealth, lane_key, update_lane
 from operators.network import Network, load_default
+from operators.orders import OrderRecord
 from operators.rules import empty_ruleset
 from schemas.errors import ValidationError
 from schemas.validation import decode_and_validate
 from state.lanes import LaneBoard
 from state.ledger import InventoryUpdate, Ledger
+from state.orderbook import OrderBook
 from state.redis_client import connect
 
 SINK_PARTS = 16
@@ -119,6 +121,25 @@ class ApplyInventory:
         return out
 
 
+def pickup_reservations(picked: dict[str, list[str]], records: dict[str, bytes]
+                        ) -> dict[str, list[str]]:
+    """{node: [reservation ids]} a pick-up consumes: the id the order's record holds at that
+    node (re-routes reserve under versioned ids); the order id itself for an order the book no
+    longer knows (the ledger answers "absent" if nothing is held under it)."""
+    out: dict[str, list[str]] = {}
+    for node, order_ids in picked.items():
+        for oid in order_ids:
+            rid = oid
+            if oid in records:
+                rec = OrderRecord.loads(records[oid])
+                if node in rec.reservations:
+                    rid = rec.resv_id
+                elif rec.previous and node in rec.previous["reservations"]:
+                    rid = rec.previous["resv_id"]
+            out.setdefault(node, []).append(rid)
+    return out
+
+
 class ParseCarrier:
     """`flat_map_batch` mapper: carrier events -> ("lane", key, event) | ("dead", Out)."""
 
@@ -142,7 +163,10 @@ class ParseCarrier:
                 picked.setdefault(ev["node_id"], []).append(ev["order_id"])
         metrics.EVENTS_IN.labels(topic="carrier-status").inc(len(batch))
         if picked:
-            self._ledgers.get().ship(picked)
+            ledger = self._ledgers.get()
+            book = OrderBook(ledger, self._config.redis_prefix)
+            records = book.get_many([o for ids in picked.values() for o in ids])
+            ledger.ship(pickup_reservations(picked, records))
         return out
 
 

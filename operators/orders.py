@@ -122,8 +122,11 @@ def with_destination(order: OrderData, destination: Mapping[str, Any]) -> OrderD
 class OrderRecord:
     """What the order book holds per order: the last decision and the order itself.
 
-    `reservations` is `{node_id: [[sku, qty], ...]}` of the stock this decision holds; it is what
-    replays re-apply and what cancellations and re-routes release.
+    `reservations` is `{node_id: [[sku, qty], ...]}` of the stock this decision holds, under the
+    ledger id `resv_id`; it is what replays re-apply and what cancellations and re-routes
+    release. `previous` is the reservation this version replaces (`{"resv_id", "reservations"}`),
+    kept so that a crash between taking the new plan and releasing the old one is completed by
+    the replay, and a later cancellation releases whatever is left of it.
     """
 
     event_id: str
@@ -132,6 +135,12 @@ class OrderRecord:
     decision: bytes
     order: OrderData
     reservations: Mapping[str, list[list[Any]]]
+    resv_id: str = ""
+    previous: Mapping[str, Any] | None = None
+
+    def __post_init__(self) -> None:
+        if not self.resv_id:  # records written before reservation ids were versioned
+            object.__setattr__(self, "resv_id", self.order.order_id)
 
     def dumps(self) -> bytes:
         return orjson.dumps(
@@ -142,6 +151,8 @@ class OrderRecord:
                 "decision": orjson.Fragment(self.decision),
                 "order": self.order.to_dict(),
                 "reservations": self.reservations,
+                "resv_id": self.resv_id,
+                "previous": self.previous,
             }
         )
 
@@ -155,7 +166,28 @@ class OrderRecord:
             decision=orjson.dumps(d["decision"]),
             order=OrderData.from_dict(d["order"]),
             reservations=d["reservations"],
+            resv_id=d.get("resv_id", ""),
+            previous=d.get("previous"),
         )
+
+    def held(self) -> dict[str, list[str]]:
+        """{node: [reservation ids]} of everything this record may still hold (its own plan
+        and what is left of the one it replaced), for a release."""
+        out: dict[str, list[str]] = {node: [self.resv_id] for node in self.reservations}
+        if self.previous:
+            for node in self.previous["reservations"]:
+                out.setdefault(node, []).append(self.previous["resv_id"])
+        return out
+
+
+def reservation_id(order_id: str, version: int) -> str:
+    """The ledger id of the reservation decision `version` of an order makes.
+
+    Versioned, so a re-route takes its new plan while the old one still stands (then releases
+    the old): "never both, never neither" without a cross-node transaction. Unambiguous for any
+    order id: the version is the digits after the last '#'.
+    """
+    return f"{order_id}#{version}"
 
 
 def group_lines(lines: Iterable[tuple[str, int]]) -> tuple[tuple[str, int], ...]:

@@ -87,11 +87,18 @@ class InventoryUpdate:
 
 @dataclass(frozen=True, slots=True)
 class ReserveRequest:
-    """Reserve these (sku, qty) lines for one order at one node, all or nothing."""
+    """Reserve these (sku, qty) lines for one order at one node, all or nothing.
+
+    `order_id` is the reservation's id (the order id, or a re-route's own id, see
+    `operators.orders.reservation_id`). `credit` names an earlier reservation of the same order
+    at this node whose units count as available to this one: a re-route takes its new plan
+    while the old one still stands, then releases the old (see reserve.lua).
+    """
 
     order_id: str
     node_id: str
     lines: tuple[tuple[str, int], ...]  # (sku, qty)
+    credit: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -99,7 +99,8 @@ def _group(pairs: Iterable[tuple[str, Any]]) -> dict[str, list[Any]]:
 
 
 def _pack_order(req: ReserveRequest, parts: list[str]) -> None:
-    """Append ``order_id TAB n (TAB sku TAB qty)*n`` fields for reserve.lua."""
+    """Append ``order_id TAB n (TAB sku TAB qty)*n`` fields for reserve.lua (with a credit:
+    ``order_id TAB -n TAB credit (TAB sku TAB qty)*n``)."""
     lines = req.lines
     if not 1 <= len(lines) <= _MAX_LINES:
         raise LedgerInputError(
@@ -107,7 +108,11 @@ def _pack_order(req: ReserveRequest, parts: list[str]) -> None:
             f"got {len(lines)}"
         )
     parts.append(_name(req.order_id, "order_id"))
-    parts.append(str(len(lines)))
+    if req.credit is None:
+        parts.append(str(len(lines)))
+    else:
+        parts.append(str(-len(lines)))
+        parts.append(_name(req.credit, "credit"))
     for sku, qty in lines:
         parts.append(_name(sku, "sku"))
         if type(qty) is not int or not 0 < qty <= MAX_QTY:  # fast path first: plain valid int

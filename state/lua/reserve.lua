@@ -7,6 +7,11 @@ ARGV[1]  UTC day yyyymmdd, from the caller: a script never reads the clock (dete
          replication)
 ARGV[2]  packed batch, TAB-separated:
          order_id TAB n_lines (TAB sku TAB qty) x n_lines, then the next order, ...
+         or, for a re-route that replaces an earlier reservation of the same order:
+         order_id TAB -n_lines TAB credit_id (TAB sku TAB qty) x n_lines
+         where credit_id is the earlier reservation's id at this node: the units it holds
+         count as available to this order (it is released right after, by the caller, once
+         the whole new plan is held), so moving an order never needs its stock twice.
 
 Orders are decided in sequence, so a later order in the batch sees the stock the earlier ones
 took. Per order:
@@ -37,6 +42,7 @@ end
 
 -- parse: per order its id, distinct skus in first-seen order and the summed quantity of each
 local ids, skus_of, need_of, no = {}, {}, {}, 0
+local credit_ids, credit_at, ncredit = {}, {}, 0 -- earlier reservations credited, and by whom
 local fields, slot, nfields = {}, {}, 0 -- oh:/rs: field pairs of every distinct sku in the batch
 local i = 1
 while i <= nf do
@@ -44,6 +50,13 @@ while i <= nf do
   no = no + 1
   ids[no] = f[i]
   i = i + 2
+  if nlines < 0 then
+    nlines = -nlines
+    ncredit = ncredit + 1
+    credit_ids[ncredit] = f[i]
+    credit_at[ncredit] = no
+    i = i + 1
+  end
   local skus, need, ns = {}, {}, 0
   for _ = 1, nlines do
     local sku, qty = f[i], tonumber(f[i + 1])
@@ -67,6 +80,20 @@ end
 if no == 0 then return {} end
 
 local existing = redis.call('HMGET', resv, unpack(ids))
+local credit_of = {} -- order index -> {sku -> units its earlier reservation holds here}
+if ncredit > 0 then
+  local recs = redis.call('HMGET', resv, unpack(credit_ids))
+  for c = 1, ncredit do
+    local have = {}
+    if recs[c] then
+      for row in string.gmatch(recs[c], '[^\n]+') do
+        local sku, qty = string.match(row, '^(.-)\t(%d+)$')
+        if sku then have[sku] = (have[sku] or 0) + tonumber(qty) end
+      end
+    end
+    credit_of[credit_at[c]] = have
+  end
+end
 local vals = redis.call('HMGET', stock, unpack(fields))
 local oh, rs = {}, {}
 for sku, s in pairs(slot) do
@@ -79,13 +106,14 @@ local changed, nchanged, is_changed = {}, 0, {}
 local recs, nrecs = {}, 0
 for o = 1, no do
   local id, skus, need = ids[o], skus_of[o], need_of[o]
+  local credit = credit_of[o]
   if existing[o] or taken[id] then
     out[o] = 1
   else
     local short
     for k = 1, #skus do
       local sku = skus[k]
-      local atp = oh[sku] - rs[sku]
+      local atp = oh[sku] - rs[sku] + (credit and credit[sku] or 0)
       if atp < need[sku] then
         if atp < 0 then atp = 0 end
         short = string.format('%d', atp) .. '\t' .. sku

@@ -1,0 +1,116 @@
+"""Re-routing an order moves its reservation: the new plan is held before the old one is let go,
+a node both plans use needs no extra stock, and a crash in between is completed by the replay."""
+
+from __future__ import annotations
+
+import time
+from itertools import count
+
+import orjson
+import pytest
+import redis
+
+from dataflows.connectors import RawMessage
+from dataflows.router import Router
+from dataflows.routing import pickup_reservations
+from fulfil.config import Config
+from operators.network import load_default
+from state.ledger import InventoryUpdate
+from state.redis_client import connect
+from tests.test_dataflows.helpers import order
+
+NET = load_default()
+SP = [n.id for n in NET.nodes if n.region == "SP"]
+RS = [n.id for n in NET.nodes if n.region == "RS"]
+_offsets = count()
+
+
+def raw(event: dict) -> RawMessage:
+    now = int(time.time() * 1000)
+    return RawMessage("fulfil.orders", 0, next(_offsets), event["order_id"].encode(),
+                      orjson.dumps(event), now, now)
+
+
+def move(order_id: str, lat: float, lng: float, postal: str, event_id: str = "e-move") -> dict:
+    return {"type": "order.address_changed", "event_id": event_id, "order_id": order_id,
+            "occurred_at": int(time.time() * 1000),
+            "destination": {"lat": lat, "lng": lng, "postal_code": postal}}
+
+
+@pytest.fixture
+def router(redis_url: str) -> Router:
+    return Router(Config(redis_url=redis_url), NET, connect(redis_url))
+
+
+def stock(router: Router, nodes: list[str], qty: int) -> None:
+    router.ledger.apply_inventory([InventoryUpdate(n, "sku-a", 1, "snapshot", qty)
+                                   for n in nodes])
+
+
+def held(router: Router, nodes: list[str]) -> dict[str, int]:
+    return {n: router.ledger.stock(n, "sku-a")[1] for n in nodes
+            if router.ledger.stock(n, "sku-a")[1]}
+
+
+def decisions(out) -> list[dict]:
+    return [orjson.loads(m.value) for _, m in out if m.topic.endswith("decisions")]
+
+
+def test_a_move_within_the_same_node_needs_no_second_set_of_units(router: Router) -> None:
+    stock(router, SP, 2)  # every SP node holds exactly the order's two units
+    first = decisions(router.route([raw(order("o-1", [("sku-a", 2)]))]))[0]
+    node = first["shipments"][0]["node_id"]
+    # a new address a few streets away: the best node is the same, whose stock the order holds
+    second = decisions(router.route([raw(move("o-1", -23.551, -46.634, "01310"))]))[0]
+    assert (second["status"], second["shipments"][0]["node_id"]) == ("routed", node)
+    assert held(router, SP) == {node: 2}  # moved in place, not held twice, not dropped
+
+
+def test_a_move_to_another_region_holds_the_new_plan_then_lets_the_old_go(router) -> None:
+    stock(router, SP + RS, 5)
+    first = decisions(router.route([raw(order("o-1", [("sku-a", 2)]))]))[0]
+    second = decisions(router.route([raw(move("o-1", -30.03, -51.23, "90010"))]))[0]
+    new_node = second["shipments"][0]["node_id"]
+    assert first["shipments"][0]["node_id"] in SP and new_node in RS
+    assert held(router, SP + RS) == {new_node: 2}
+
+
+def test_a_crash_between_holding_the_new_plan_and_releasing_the_old_is_completed_by_the_replay(
+    router: Router, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    stock(router, SP + RS, 5)
+    router.route([raw(order("o-1", [("sku-a", 2)]))])
+    real = router._release_previous
+    calls = {"n": 0}
+
+    def crash_once(items, day):
+        calls["n"] += 1
+        if calls["n"] == 1:
+            raise redis.exceptions.ConnectionError("Redis went away")  # the worker dies here
+        return real(items, day)
+
+    monkeypatch.setattr(router, "_release_previous", crash_once)
+    event = move("o-1", -30.03, -51.23, "90010")
+    with pytest.raises(redis.exceptions.ConnectionError):
+        router.route([raw(event)])
+    assert len(held(router, SP + RS)) == 2  # both plans held for now: the record knows both
+    again = decisions(router.route([raw(event)]))  # bytewax replays the event after restart
+    assert [(d["decision_id"], d["status"]) for d in again] == [("o-1:v2", "routed")]
+    assert held(router, SP + RS) == {again[0]["shipments"][0]["node_id"]: 2}
+
+
+def test_cancel_after_a_move_releases_everything_and_pickup_finds_the_new_reservation(
+    router: Router,
+) -> None:
+    stock(router, SP + RS, 5)
+    router.route([raw(order("o-1", [("sku-a", 1)])), raw(order("o-2", [("sku-a", 1)]))])
+    moved = decisions(router.route([raw(move("o-1", -30.03, -51.23, "90010"))]))[0]
+    node = moved["shipments"][0]["node_id"]
+    records = router.book.get_many(["o-1", "o-2", "gone"])
+    plan = pickup_reservations({node: ["o-1", "gone"]}, records)
+    assert plan == {node: ["o-1#2", "gone"]}  # the versioned id of the move; unknown: as is
+    assert router.ledger.ship(plan)[(node, "o-1#2")] == "shipped"
+    cancel = {"type": "order.cancelled", "event_id": "e-c", "order_id": "o-2",
+              "occurred_at": int(time.time() * 1000)}
+    router.route([raw(cancel)])
+    assert held(router, SP + RS) == {}
