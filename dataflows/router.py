@@ -145,6 +145,9 @@ class _Pending:
     #: The reservation this version replaces ({"resv_id", "reservations"}): kept until the new
     #: plan is held, credited where both use a node, released once the new decision is final.
     previous: Mapping[str, Any] | None = None
+    #: A proactive re-route (order.reroute_requested): the record it may replace. The order
+    #: keeps this plan unless a different feasible one is taken in full.
+    keep: OrderRecord | None = None
     outcome: Outcome = EMPTY
     rules_info: RulesInfo = None
 
@@ -258,6 +261,14 @@ class Router:
                 replays.append((raw, ev, rec))
             elif kind == OrderEventType.CREATED:
                 pending.append(_Pending(raw, ev, created[oid], 1))
+            elif kind == OrderEventType.REROUTE_REQUESTED:
+                if rec is None or rec.status != DecisionStatus.ROUTED or not rec.reservations:
+                    metrics.REROUTES.labels(outcome="not-open").inc()  # shipped, gone, held
+                else:
+                    pending.append(_Pending(
+                        raw, ev, rec.order, rec.version + 1, ["rerouted", ev["reason"]],
+                        previous={"resv_id": rec.resv_id, "reservations": rec.reservations},
+                        keep=rec))
             elif (problem := _state_problem(kind, rec)) is not None:
                 out.append(self._dead(raw, "route-orders", problem[0],
                                       f"{kind} for {oid!r}: {problem[1]}", now, "order_id"))
@@ -393,8 +404,20 @@ class Router:
         go.sort(key=lambda p: -p.priority)  # stable: equal priorities keep arrival order
         return go, out
 
+    def _still_open(self, pending: list[_Pending]) -> list[_Pending]:
+        """Drop proactive re-routes of orders whose reservation is gone (picked up meanwhile:
+        a parcel in the carrier's hands is not re-routed)."""
+        checks = [(p, node) for p in pending if p.keep is not None for node in p.keep.reservations]
+        if not checks:
+            return pending
+        held = self.ledger.holds([(node, p.keep.resv_id) for p, node in checks])  # type: ignore[union-attr]
+        gone = {id(p) for (p, _), ok in zip(checks, held, strict=True) if not ok}
+        if gone:
+            metrics.REROUTES.labels(outcome="not-open").inc(len(gone))
+        return [p for p in pending if id(p) not in gone]
+
     def _plan_and_reserve(self, pending: list[_Pending], now: int, day: str) -> list[Out]:
-        pending, out = self._apply_rules(pending, now)
+        pending, out = self._apply_rules(self._still_open(pending), now)
         if not pending:
             return out
         lanes = self._lane_health(now)
@@ -416,6 +439,12 @@ class Router:
                         exhausted.append(p)  # earlier orders of the batch took the stock
                         continue
                     plan = Unroutable("no-stock")
+                if p.keep is not None and (isinstance(plan, Unroutable)
+                                           or self._same_route(plan, p.keep)):
+                    # Nothing better to move to: the order keeps its plan, no new version.
+                    metrics.REROUTES.labels(outcome="no-alternative" if isinstance(
+                        plan, Unroutable) else "unchanged").inc()
+                    continue
                 payload, rec = self._record(p, plan, now)
                 decided[rec.resv_id] = (p, plan, payload)
                 records[p.order.order_id] = rec.dumps()
@@ -436,10 +465,17 @@ class Router:
                     metrics.RACES_LOST.inc()
                     retry.append(p)
                     continue
+                if rid in lost and p.keep is not None:
+                    # The new plan could not be held in full: keep the old one (never neither).
+                    self.book.put_many({p.order.order_id: p.keep.dumps()})
+                    metrics.REROUTES.labels(outcome="lost").inc()
+                    continue
                 if rid in lost:
                     plan = Unroutable("lost-races")
                     payload, rec = self._record(p, plan, now)
                     self.book.put_many({p.order.order_id: rec.dumps()})
+                if p.keep is not None:
+                    metrics.REROUTES.labels(outcome="moved").inc()
                 final.append(p)
                 out.extend(self._emit(p, plan, payload, now))
             # A re-route's decision is final (routed, or unroutable at the new address): what
@@ -494,6 +530,14 @@ class Router:
             _ROUTED.inc()
         _LATENCY.observe(max(0, now - p.event["occurred_at"]) / 1000.0)
         return out
+
+    def _same_route(self, plan: Plan, rec: OrderRecord) -> bool:
+        """Does `plan` ship from the same nodes with the same carrier services as `rec`?"""
+        new = {(self.node_ids[s.node], self.network.services[s.service].carrier,
+                self.network.services[s.service].service) for s in plan.shipments}
+        old = {(s["node_id"], s["carrier"], s["service"])
+               for s in orjson.loads(rec.decision)["shipments"]}
+        return new == old
 
     def _credit_own_holds(self, pending: list[_Pending], skus: list[str], atp: Any) -> None:
         """A re-routed order may keep its units: what its previous plan holds counts as

@@ -25,17 +25,19 @@ from functools import lru_cache
 from typing import Any
 
 import bytewax.operators as op
+import orjson
 from bytewax.dataflow import Dataflow
 from bytewax.outputs import DynamicSink, StatelessSinkPartition
 
 from dataflows.config_feed import RulesFeed
-from dataflows.connectors import KafkaSink, KafkaSource, RawMessage
+from dataflows.connectors import KafkaSink, KafkaSource, OutMessage, RawMessage
 from dataflows.router import Out, Router, dead_out, now_ms
 from fulfil import metrics
 from fulfil.config import Config, load_config
-from operators.lanes import LaneHealth, lane_key, update_lane
+from operators.lanes import LaneHealth, in_force, lane_key, update_lane
 from operators.network import Network, load_default
 from operators.orders import OrderRecord
+from operators.reroute import endangered, nodes_on_origin, open_records, order_of, reroute_request
 from operators.rules import empty_ruleset
 from schemas.errors import ValidationError
 from schemas.validation import decode_and_validate
@@ -170,6 +172,37 @@ class ParseCarrier:
         return out
 
 
+class RerouteRequests:
+    """`flat_map_batch` over lane-health changes: for a lane that turned delayed or out (now or
+    forecast), ask to re-plan the open orders routed over it (`operators.reroute`). The
+    requests go to the orders topic keyed by order id, so each is handled in order with the
+    order's other events, by whichever worker owns the order."""
+
+    def __init__(self, config: Config) -> None:
+        self._config = config
+        self._ledgers = _PerWorker(lambda: Ledger(_client(config.redis_url), config.redis_prefix))
+        self._orders_topic = config.topic("orders")
+
+    def __call__(self, batch: list[tuple[str, LaneHealth]]) -> list[Out]:
+        now = now_ms()
+        bad = [h for _, h in batch if in_force(h, now)]
+        if not bad:
+            return []
+        network = _network(self._config)
+        ledger = self._ledgers.get()
+        book = OrderBook(ledger, self._config.redis_prefix)
+        out: list[Out] = []
+        for health in bad:
+            open_by_node = ledger.open_reservations(nodes_on_origin(health, network))
+            wanted = {order_of(r) for rids in open_by_node.values() for r in rids}
+            raw = book.get_many(sorted(wanted)) if wanted else {}
+            for oid in endangered(health, open_records(open_by_node, raw), network):
+                event = reroute_request(oid, health, now)
+                out.append((oid, OutMessage(self._orders_topic, oid.encode(), orjson.dumps(event))))
+            metrics.REROUTES.labels(outcome="requested").inc(len(out))
+        return out
+
+
 class _BoardPartition(StatelessSinkPartition[LaneHealth]):
     def __init__(self, board: LaneBoard) -> None:
         self._board = board
@@ -218,9 +251,11 @@ def build_flow(config: Config | None = None, stop: threading.Event | None = None
     health = op.stateful_map("lane-health", lanes, update_lane)  # (lane_key, LaneHealth | None)
     changes = op.filter_map("lane-changes", health, lambda kv: kv[1])
     op.output("lane-board-out", changes, LaneBoardSink(cfg))
+    reroutes = op.flat_map_batch("reroute-requests", op.key_on("key-change", changes,
+                                 lambda h: h.key), RerouteRequests(cfg))
     carrier_dead = op.map("carrier-dead", split.falses, lambda item: item[1])
 
-    out = op.merge("all-out", routed, inventory_dead, carrier_dead)
+    out = op.merge("all-out", routed, inventory_dead, carrier_dead, reroutes)
     op.output("kafka-out", out, KafkaSink(kafka, SINK_PARTS, linger_ms=cfg.producer_linger_ms))
     return flow
 

@@ -109,6 +109,11 @@ def observe_redis(op: str, seconds: float) -> None:
     REDIS_SECONDS.labels(op=op).observe(seconds)
 
 
+REROUTES = Counter("fulfil_reroutes_total",
+                   "Open orders re-planned before pickup because a lane turned bad (now or "
+                   "forecast), by outcome: requested, moved, unchanged (same plan is still "
+                   "best), no-alternative (kept its plan), not-open (shipped or gone), lost "
+                   "(the new plan's stock went elsewhere; kept its plan)", ["outcome"])
 RULES_RELOADS = Counter("fulfil_rules_reloads_total",
                         "Rules records read from the config topic, by outcome "
                         "(applied, rejected: did not compile, invalid: not a config record)",

@@ -30,6 +30,7 @@ class LaneHealth:
     reason: str
     updated_at: int  # event time (ms) of the event that set this state
     valid_until: int | None
+    valid_from: int | None = None  # a forecast's start; None = in force now
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -40,6 +41,7 @@ class LaneHealth:
             "reason": self.reason,
             "updated_at": self.updated_at,
             "valid_until": self.valid_until,
+            "valid_from": self.valid_from,
         }
 
     @classmethod
@@ -52,6 +54,7 @@ class LaneHealth:
             reason=str(d.get("reason", "")),
             updated_at=int(d["updated_at"]),
             valid_until=None if d.get("valid_until") is None else int(d["valid_until"]),
+            valid_from=None if d.get("valid_from") is None else int(d["valid_from"]),
         )
 
 
@@ -86,6 +89,7 @@ def update_lane(
         reason=str(event.get("reason", "")),
         updated_at=occurred,
         valid_until=event.get("valid_until"),
+        valid_from=event.get("valid_from"),
     )
     if state is not None and new == state:
         return state, None
@@ -99,13 +103,28 @@ def _axis(value: str, index: Mapping[str, int], size: int) -> list[int] | None:
     return None if i is None else [i]
 
 
+FORECAST_HORIZON_MS = 48 * 3_600_000
+
+
+def in_force(rec: LaneHealth, now_ms: int, horizon_ms: int = FORECAST_HORIZON_MS) -> bool:
+    """Does `rec` weigh on a parcel shipped now? Yes while it lasts, and from the moment a
+    forecast of it is known if it starts within `horizon_ms` (a parcel shipped now is still
+    in transit then): routing acts before the disruption, not when it hits."""
+    if rec.status == "normal":
+        return False
+    if rec.valid_until is not None and rec.valid_until <= now_ms:
+        return False
+    return rec.valid_from is None or rec.valid_from <= now_ms + horizon_ms
+
+
 def health_arrays(
     records: Iterable[LaneHealth],
     regions: Mapping[str, int],
     services: Mapping[str, int],
     now_ms: int,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """(delay_hours f8[R,R,S], blocked bool[R,R,S]) for the records in force at `now_ms`.
+    """(delay_hours f8[R,R,S], blocked bool[R,R,S]) for the records in force at `now_ms`
+    (including forecasts starting within the horizon, see `in_force`).
 
     `services` maps service ids ("carrier/service") to their index. Records naming an unknown
     carrier, service or region are ignored (a carrier may cover places this network does not).
@@ -118,9 +137,7 @@ def health_arrays(
         carrier, _, service = sid.partition("/")
         by_carrier.setdefault(carrier, {})[service] = idx
     for rec in records:
-        if rec.status == "normal":
-            continue
-        if rec.valid_until is not None and rec.valid_until <= now_ms:
+        if not in_force(rec, now_ms):
             continue
         carrier, service, origin, dest = rec.key.split("|")
         svc = by_carrier.get(carrier)

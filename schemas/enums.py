@@ -55,6 +55,7 @@ class OrderEventType(StrEnum):
     CANCELLED = "order.cancelled"
     APPROVED = "order.approved"
     REJECTED = "order.rejected"
+    REROUTE_REQUESTED = "order.reroute_requested"
 
 
 class InventoryEventType(StrEnum):

@@ -321,6 +321,19 @@ class Ledger:
         raw = self._client.hget(self.node_keys(node_id)[1], _name(order_id, "order_id"))
         return None if raw is None else _parse_record(raw)
 
+    def open_reservations(self, node_ids: Sequence[str]) -> dict[str, list[str]]:
+        """{node: reservation ids still held there} (not yet shipped or released), in one round
+        trip. For the rare scans a disruption triggers, not for the per-order path: it reads
+        every open reservation of those nodes."""
+        commands = [("HKEYS", self.node_keys(n)[1]) for n in node_ids]
+        return {n: [_text(k) for k in keys]
+                for n, keys in zip(node_ids, self._execute(commands), strict=True)}
+
+    def holds(self, pairs: Sequence[tuple[str, str]]) -> list[bool]:
+        """For each (node, reservation id): is it still held there? One round trip."""
+        commands = [("HEXISTS", self.node_keys(node)[1], rid) for node, rid in pairs]
+        return [bool(r) for r in self._execute(commands)]
+
     # -- reservations ------------------------------------------------------------------------
 
     def reserve(self, requests: Sequence[ReserveRequest], day: str) -> list[ReserveResult]:

@@ -114,3 +114,23 @@ def test_cancel_after_a_move_releases_everything_and_pickup_finds_the_new_reserv
               "occurred_at": int(time.time() * 1000)}
     router.route([raw(cancel)])
     assert held(router, SP + RS) == {}
+
+
+def test_a_reroute_with_no_better_plan_keeps_the_order_as_it_is(router: Router) -> None:
+    from operators.lanes import LaneHealth
+
+    stock(router, SP, 5)
+    first = decisions(router.route([raw(order("o-1", [("sku-a", 1)], lat=-22.9, lng=-43.2,
+                                              postal="20040"))]))[0]
+    record_before = router.book.get_many(["o-1"])["o-1"]
+    now = int(time.time() * 1000)
+    router.lanes.publish([LaneHealth(f"{c}|*|*|RJ", "outage", 0.0, 0.0, "storm", now, None)
+                          for c in {s.carrier for s in NET.services}])  # every carrier is out
+    router.lanes._loaded_at = -1e18  # read the board now, not at the next refresh
+    request = {"type": "order.reroute_requested", "event_id": "r-1", "order_id": "o-1",
+               "occurred_at": now, "reason": "lane-outage"}
+    assert decisions(router.route([raw(request)])) == []  # no new version
+    assert router.book.get_many(["o-1"])["o-1"] == record_before
+    assert held(router, SP) == {first["shipments"][0]["node_id"]: 1}
+    gone = {**request, "event_id": "r-2", "order_id": "never-seen"}
+    assert router.route([raw(gone)]) == []  # counted as not open, not a dead letter
