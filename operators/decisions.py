@@ -43,6 +43,19 @@ def _base(order: OrderData, version: int, event: Mapping[str, Any], status: str,
     }
 
 
+HIGH_TIERS = frozenset({"gold", "vip"})
+#: An estimate closer to the promise than this counts as at risk (until a delivery-time model
+#: gives a probability of missing the promise, see issue 3's model).
+AT_RISK_SLACK_MS = 12 * 3_600_000
+
+
+def service_class(tier: str, at_risk: bool) -> str:
+    """Customer-service priority: p1 = a high-tier customer whose delivery is at risk, p2 = one
+    of the two, p3 = neither. Customer service works the p1 queue first."""
+    high = tier in HIGH_TIERS
+    return "p1" if high and at_risk else ("p2" if high or at_risk else "p3")
+
+
 def _with_rules(d: dict[str, Any], rules: RulesInfo, priority: int) -> dict[str, Any]:
     if rules is not None:
         d["rules"] = rules
@@ -88,6 +101,7 @@ def routed_decision(order: OrderData, version: int, event: Mapping[str, Any], pl
         runner_up=runner,
         splits=len(plan.shipments) - 1,
         reasons=[*extra_reasons, *plan.reasons],
+        service_class=service_class(order.tier, plan.est_ms > order.promised_by - AT_RISK_SLACK_MS),
     )
     return orjson.dumps(_with_rules(d, rules, priority))
 
@@ -97,7 +111,7 @@ def unroutable_decision(order: OrderData, version: int, event: Mapping[str, Any]
                         rules: RulesInfo = None, priority: int = 0) -> bytes:
     d = _base(order, version, event, "unroutable", received_ms, decided_ms, network_version)
     d.update(shipments=[], estimated_delivery=None, on_time=False, score=None, runner_up=None,
-             splits=0, reasons=[reason])
+             splits=0, reasons=[reason], service_class=service_class(order.tier, True))
     return orjson.dumps(_with_rules(d, rules, priority))
 
 

@@ -132,3 +132,16 @@ def test_higher_priority_claims_scarce_stock_first(router: Router) -> None:
     status = {d["order_id"]: d["status"] for d in decisions}
     assert status["o-vip"] == "routed"
     assert list(status.values()).count("unroutable") == 1
+
+
+def test_decisions_carry_a_customer_service_class(router: Router) -> None:
+    from operators.decisions import service_class
+
+    assert [service_class(t, r) for t, r in [("vip", True), ("gold", False), ("standard", True),
+                                             ("standard", False)]] == ["p1", "p2", "p2", "p3"]
+    on_time = order("o-std", [("sku-a", 1)], promise_days=10)
+    tight = order("o-tight", [("sku-a", 1)], promise_days=0.01)  # promised in 15 minutes
+    vip = order("o-vip", [("sku-a", 1)], customer={"id": "c", "tier": "vip"}, promise_days=0.01)
+    decisions, _, _ = route(router, on_time, tight, vip)
+    assert {d["order_id"]: d["service_class"] for d in decisions} == {
+        "o-std": "p3", "o-tight": "p2", "o-vip": "p1"}
