@@ -24,6 +24,7 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
 
+import numpy as np
 import orjson
 import redis
 
@@ -31,6 +32,7 @@ from dataflows.connectors import KafkaConnectorError, OutMessage, RawMessage
 from fulfil import metrics
 from fulfil.config import Config
 from operators.candidates import LaneArrays
+from operators.consolidation import ship_to
 from operators.deadletters import dead_letter
 from operators.decisions import (
     RulesInfo,
@@ -148,6 +150,9 @@ class _Pending:
     #: A proactive re-route (order.reroute_requested): the record it may replace. The order
     #: keeps this plan unless a different feasible one is taken in full.
     keep: OrderRecord | None = None
+    #: A consolidation request: ship on this earlier order's parcel ({order_id, node_id,
+    #: carrier, service}) if that keeps the promise and costs less (operators.consolidation).
+    join: Mapping[str, Any] | None = None
     outcome: Outcome = EMPTY
     rules_info: RulesInfo = None
 
@@ -265,10 +270,12 @@ class Router:
                 if rec is None or rec.status != DecisionStatus.ROUTED or not rec.reservations:
                     metrics.REROUTES.labels(outcome="not-open").inc()  # shipped, gone, held
                 else:
+                    join = ev.get("join")
                     pending.append(_Pending(
-                        raw, ev, rec.order, rec.version + 1, ["rerouted", ev["reason"]],
+                        raw, ev, rec.order, rec.version + 1,
+                        ["consolidated"] if join else ["rerouted", ev["reason"]],
                         previous={"resv_id": rec.resv_id, "reservations": rec.reservations},
-                        keep=rec))
+                        keep=rec, join=join))
             elif (problem := _state_problem(kind, rec)) is not None:
                 out.append(self._dead(raw, "route-orders", problem[0],
                                       f"{kind} for {oid!r}: {problem[1]}", now, "order_id"))
@@ -420,6 +427,9 @@ class Router:
         pending, out = self._apply_rules(self._still_open(pending), now)
         if not pending:
             return out
+        for p in pending:
+            if p.join is not None:
+                p.outcome = self._join_constraint(p.outcome, p.join)
         lanes = self._lane_health(now)
         for round_no in range(MAX_RACE_ROUNDS):
             prep = self.planner.prepare([p.order for p in pending], [p.outcome for p in pending])
@@ -440,7 +450,9 @@ class Router:
                         continue
                     plan = Unroutable("no-stock")
                 if p.keep is not None and (isinstance(plan, Unroutable)
-                                           or self._same_route(plan, p.keep)):
+                                           or self._same_route(plan, p.keep)
+                                           or (p.join is not None
+                                               and not self._joining_pays(p, plan))):
                     # Nothing better to move to: the order keeps its plan, no new version.
                     metrics.REROUTES.labels(outcome="no-alternative" if isinstance(
                         plan, Unroutable) else "unchanged").inc()
@@ -509,8 +521,14 @@ class Router:
                                           now, self.network.version, p.rules_info, p.priority)
             return payload, OrderRecord(ev["event_id"], p.version, DecisionStatus.UNROUTABLE,
                                         payload, p.order, {}, rid, p.previous)
+        extra: dict[str, Any] = {}
+        key = ship_to(p.order.attrs.get("customer_id"), p.order.destination)
+        if key is not None:
+            extra["ship_to"] = key
+            if p.join is not None:
+                extra["consolidation_group"] = f"{key}:{p.join['order_id']}"
         payload = routed_decision(p.order, p.version, ev, plan, self.network, p.reasons,
-                                  p.raw.received_ms, now, p.rules_info, p.priority)
+                                  p.raw.received_ms, now, p.rules_info, p.priority, extra)
         reservations: dict[str, list[list[Any]]] = {}
         for shipment in plan.shipments:
             node = self.node_ids[shipment.node]
@@ -530,6 +548,31 @@ class Router:
             _ROUTED.inc()
         _LATENCY.observe(max(0, now - p.event["occurred_at"]) / 1000.0)
         return out
+
+    def _join_constraint(self, outcome: Outcome, join: Mapping[str, Any]) -> Outcome:
+        """Only the earlier order's node and carrier service (on top of the rules' limits)."""
+        node_ok = np.zeros(len(self.node_ids), dtype=np.bool_)
+        k = self.network.node_index.get(join["node_id"])
+        if k is not None:
+            node_ok[k] = True
+        svc_ok = np.array([s.carrier == join["carrier"] and s.service == join["service"]
+                           for s in self.network.services], dtype=np.bool_)
+        if outcome.node_ok is not None:
+            node_ok &= outcome.node_ok
+        if outcome.svc_ok is not None:
+            svc_ok &= outcome.svc_ok
+        return replace(outcome, node_ok=node_ok, svc_ok=svc_ok)
+
+    def _joining_pays(self, p: _Pending, plan: Plan) -> bool:
+        """Sharing the earlier parcel keeps the promise and costs less than the order's own
+        parcel: the joined plan's cost minus one parcel's fixed costs (the node's handling, the
+        service's base price), which the shared parcel does not pay twice."""
+        assert p.keep is not None and len(plan.shipments) == 1
+        s = plan.shipments[0]
+        fixed = (self.network.nodes[s.node].handling_cost
+                 + self.network.services[s.service].base_cost)
+        own = float(orjson.loads(p.keep.decision).get("cost") or 0.0)
+        return plan.est_ms <= p.order.promised_by and plan.cost - fixed < own
 
     def _same_route(self, plan: Plan, rec: OrderRecord) -> bool:
         """Does `plan` ship from the same nodes with the same carrier services as `rec`?"""

@@ -55,6 +55,10 @@ class Config:
     lane_refresh_ms: int = 250
     availability_ttl_ms: int = 2000  # optimistic ATP cache; reservations re-check atomically
     decision_ttl_days: int = 14
+    #: Merged delivery: a customer's later order to the same address, routed within this many
+    #: seconds of an open one, is re-planned onto its parcel when that keeps the promise and
+    #: costs less (operators/consolidation.py); 0 turns it off.
+    consolidation_window_s: float = 1800.0
     # Runtime.
     workers: int = 1
     epoch_interval_s: float = 1.0
@@ -127,6 +131,7 @@ _ENV_FIELDS = {
     "tracking_max_entries": "FULFIL_TRACKING_MAX_ENTRIES",
     "http_addr": "FULFIL_HTTP_ADDR",
     "http_port": "FULFIL_HTTP_PORT",
+    "consolidation_window_s": "FULFIL_CONSOLIDATION_WINDOW_S",
 }
 #: Environment variables `FULFIL_KAFKA__<PROP>` set librdkafka properties: dots become `__`
 #: is awkward, so the rule is: lower-case, single `_` -> `.`  (FULFIL_KAFKA__SASL_USERNAME ->

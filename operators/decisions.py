@@ -65,7 +65,9 @@ def _with_rules(d: dict[str, Any], rules: RulesInfo, priority: int) -> dict[str,
 
 def routed_decision(order: OrderData, version: int, event: Mapping[str, Any], plan: Plan,
                     network: Network, extra_reasons: Sequence[str], received_ms: int,
-                    decided_ms: int, rules: RulesInfo = None, priority: int = 0) -> bytes:
+                    decided_ms: int, rules: RulesInfo = None, priority: int = 0,
+                    extra: Mapping[str, Any] | None = None) -> bytes:
+    """`extra`: optional fields (ship_to, consolidation_group) added verbatim."""
     d = _base(order, version, event, "routed", received_ms, decided_ms, network.version)
     shipments = []
     for s in plan.shipments:
@@ -103,6 +105,8 @@ def routed_decision(order: OrderData, version: int, event: Mapping[str, Any], pl
         reasons=[*extra_reasons, *plan.reasons],
         service_class=service_class(order.tier, plan.est_ms > order.promised_by - AT_RISK_SLACK_MS),
     )
+    if extra:
+        d.update(extra)
     return orjson.dumps(_with_rules(d, rules, priority))
 
 

@@ -86,7 +86,7 @@ class Output:
         return [d for d in self.decisions if d["order_id"] == order_id]
 
 
-def read_outputs(cfg: Config, until: Any, timeout: float = 30.0) -> Output:
+def read_outputs(cfg: Config, until: Any, timeout: float = 90.0) -> Output:
     """Consume decisions + dead letters from the start until `until(output)` or timeout."""
     consumer = Consumer({"bootstrap.servers": cfg.kafka_bootstrap, "group.id": "test",
                          "enable.auto.commit": "false", "fetch.wait.max.ms": "25"})

@@ -74,3 +74,29 @@ def test_a_forecast_outage_moves_open_orders_off_the_lane_before_pickup(cfg: Con
     # the stock moved with it: 2 held for "open" (new reservation), none left under the old one
     assert ledger.stock(SP_NODE, "sku-a") == (99, 2, 97)
     assert ledger.holds([(SP_NODE, "open#1"), (SP_NODE, "open#2")]) == [False, True]
+
+
+def test_a_second_order_to_the_same_address_is_merged_onto_the_first_parcel(cfg: Config) -> None:
+    a, b = [n for n in NET.nodes if n.region == "SP"][:2]
+    publish(cfg, "inventory", [stock(a.id, "sku-x", 10), stock(a.id, "sku-y", 10),
+                               stock(b.id, "sku-y", 10)])
+    home = {"lat": b.lat, "lng": b.lng, "postal": None}  # the customer lives next to node b
+    customer = {"id": "c-42", "tier": "standard"}
+    with FlowThread(cfg):
+        ledger = Ledger(connect(cfg.redis_url), cfg.redis_prefix)
+        _wait(lambda: ledger.stock(b.id, "sku-y")[0] == 10)
+        publish(cfg, "orders", [order("first", [("sku-x", 1)], customer=customer, **home)])
+        read_outputs(cfg, lambda o: len(o.decisions) >= 1)
+        publish(cfg, "orders", [order("second", [("sku-y", 1)], customer=customer, **home)])
+        out = read_outputs(cfg, lambda o: len(o.decisions) >= 3, timeout=60)
+    first, second, merged = out.decisions[:3]
+    assert first["shipments"][0]["node_id"] == a.id  # only a holds sku-x
+    assert second["shipments"][0]["node_id"] == b.id  # on its own: the nearest node
+    assert (merged["order_id"], merged["version"], merged["reasons"][0]) == (
+        "second", 2, "consolidated")
+    ship = merged["shipments"][0]
+    assert (ship["node_id"], ship["carrier"], ship["service"]) == (
+        a.id, first["shipments"][0]["carrier"], first["shipments"][0]["service"])
+    assert merged["consolidation_group"] == f"{first['ship_to']}:first"
+    assert merged["ship_to"] == first["ship_to"] == second["ship_to"]
+    assert (ledger.stock(a.id, "sku-y")[1], ledger.stock(b.id, "sku-y")[1]) == (1, 0)
