@@ -59,6 +59,9 @@ class Config:
     #: seconds of an open one, is re-planned onto its parcel when that keeps the promise and
     #: costs less (operators/consolidation.py); 0 turns it off.
     consolidation_window_s: float = 1800.0
+    #: A trained delivery-time model (`fulfil model train`); None = the network's lognormal
+    #: prior per lane. Its miss probability is the MISS_PROB scoring feature.
+    delivery_model_path: str | None = None
     # Runtime.
     workers: int = 1
     epoch_interval_s: float = 1.0
@@ -132,6 +135,7 @@ _ENV_FIELDS = {
     "http_addr": "FULFIL_HTTP_ADDR",
     "http_port": "FULFIL_HTTP_PORT",
     "consolidation_window_s": "FULFIL_CONSOLIDATION_WINDOW_S",
+    "delivery_model_path": "FULFIL_DELIVERY_MODEL",
 }
 #: Environment variables `FULFIL_KAFKA__<PROP>` set librdkafka properties: dots become `__`
 #: is awkward, so the rule is: lower-case, single `_` -> `.`  (FULFIL_KAFKA__SASL_USERNAME ->

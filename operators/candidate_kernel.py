@@ -24,7 +24,7 @@ HOUR_MS = 3_600_000.0
 DAY_MS = 86_400_000.0
 OPENING_HOUR = 9.0  # local hour a node starts picking again after missing the cut-off
 COVER_CAP = 10.0  # STOCK_COVER saturates here: 10x the ordered qty left is "plenty"
-N_FEATURES = 9  # == operators.scoring.N_FEATURES (checked by the tests)
+N_FEATURES = 10  # == operators.scoring.N_FEATURES (checked by the tests)
 
 
 @njit(cache=True, nogil=True)
@@ -369,6 +369,7 @@ def build_kernel(
                 X[m, 6] = cover
                 X[m, 7] = (est - now_ms) / HOUR_MS
                 X[m, 8] = 0.0 if nodes_pref and svc_pref[i, s] else 1.0
+                X[m, 9] = 0.0  # MISS_PROB: written by operators.risk after this kernel
                 mask[m] = not lane_blocked and (all_cap or not enforce_capacity)
                 service[m] = s
                 est_out[m] = est

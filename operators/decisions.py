@@ -44,9 +44,10 @@ def _base(order: OrderData, version: int, event: Mapping[str, Any], status: str,
 
 
 HIGH_TIERS = frozenset({"gold", "vip"})
-#: An estimate closer to the promise than this counts as at risk (until a delivery-time model
-#: gives a probability of missing the promise, see issue 3's model).
+#: An estimate closer to the promise than this, or a probability of missing it above AT_RISK_P
+#: (the delivery-time model's), counts as at risk.
 AT_RISK_SLACK_MS = 12 * 3_600_000
+AT_RISK_P = 0.3
 
 
 def service_class(tier: str, at_risk: bool) -> str:
@@ -103,7 +104,9 @@ def routed_decision(order: OrderData, version: int, event: Mapping[str, Any], pl
         runner_up=runner,
         splits=len(plan.shipments) - 1,
         reasons=[*extra_reasons, *plan.reasons],
-        service_class=service_class(order.tier, plan.est_ms > order.promised_by - AT_RISK_SLACK_MS),
+        risk=round(plan.risk, 3),
+        service_class=service_class(order.tier, plan.risk >= AT_RISK_P
+                                    or plan.est_ms > order.promised_by - AT_RISK_SLACK_MS),
     )
     if extra:
         d.update(extra)

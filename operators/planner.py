@@ -26,8 +26,10 @@ from operators.candidates import (
     pack_batch,
     ready_ms,
 )
+from operators.delivery_model import ModelArrays
 from operators.network import Network
 from operators.orders import OrderData
+from operators.risk import fill_miss_probability, load_model
 from operators.rules import Outcome
 from operators.scoring import Feature, Weights, score_batch
 
@@ -61,6 +63,7 @@ class Plan:
     cost: float
     runner_up: RunnerUp | None
     reasons: tuple[str, ...]
+    risk: float = 0.0  # P(missing the promise), the delivery-time model's (operators/risk.py)
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,9 +90,11 @@ class Prepared:
 class Planner:
     """Holds what is fixed per network and configuration; `plan` is called per batch."""
 
-    def __init__(self, network: Network, config: Any) -> None:
+    def __init__(self, network: Network, config: Any, model: ModelArrays | None = None) -> None:
         self.network = network
         self.arrays = NetworkArrays.from_network(network)
+        self.model = model if model is not None else load_model(
+            network, getattr(config, "delivery_model_path", None))
         self.weights = Weights.from_mapping(dict(config.weights)).as_array()
         self.params = CandidateParams(
             max_nodes=config.max_nodes, max_splits=config.max_splits,
@@ -153,6 +158,7 @@ class Planner:
             return [Unroutable("unknown-destination") for _ in prep.orders]
         full: BatchInput = prep.batch.with_stock(atp, load)
         cands = build_candidates(full, self.arrays, lanes, now_ms, self.params, prep.rules)
+        fill_miss_probability(full, cands, self.arrays, self.model, now_ms)
         scores, best, second = score_batch(cands.X, cands.offsets, cands.mask, self.weights)
         chosen = allocate(full, cands, scores, self.arrays.node_capacity,
                           self.params.enforce_capacity)
@@ -213,7 +219,8 @@ class Planner:
         ):
             reasons.append("lane-delay")
         return Plan(tuple(shipments), est_ms, float(scores[m]),
-                    float(sum(sh.cost for sh in shipments)), runner, tuple(reasons))
+                    float(sum(sh.cost for sh in shipments)), runner, tuple(reasons),
+                    float(cands.X[m, Feature.MISS_PROB]))
 
     def _split_shipments(self, batch: BatchInput, row: int, assign: list[int], s: int,
                          region: int, lanes: LaneArrays, now_ms: int) -> list[Shipment]:

@@ -52,6 +52,7 @@ class Feature(IntEnum):
     STOCK_COVER = 6
     TRANSIT_HOURS = 7
     NOT_PREFERRED = 8  # 1 when a business rule prefers other nodes/services for the order
+    MISS_PROB = 9  # P(missing the promise), from the delivery-time model (operators/risk.py)
 
 
 N_FEATURES = len(Feature)
@@ -74,6 +75,7 @@ class Weights:
     stock_cover: float = 0.5
     transit_hours: float = -0.05
     not_preferred: float = -25.0  # a preference is worth about 25 currency units of cost
+    miss_prob: float = -40.0  # a certain miss costs about 40 currency units (on top of lateness)
 
     def __post_init__(self) -> None:
         # A NaN or infinite weight would silently make every score NaN/inf: refuse it at the edge.
