@@ -43,6 +43,7 @@ from operators.decisions import (
     unroutable_decision,
 )
 from operators.lanes import health_arrays
+from operators.model_online import apply_update
 from operators.network import Network
 from operators.orders import (
     OrderData,
@@ -58,7 +59,7 @@ from schemas.enums import DecisionStatus, OrderEventType
 from schemas.errors import ValidationError
 from schemas.validation import decode_and_validate
 from state.availability import AvailabilityCache
-from state.lanes import LaneBoard
+from state.lanes import LaneBoard, transit_board
 from state.ledger import Ledger, ReserveRequest, ReserveResult
 from state.orderbook import OrderBook
 
@@ -173,6 +174,7 @@ class Router:
         self.ledger = Ledger(client, prefix=config.redis_prefix, observe=metrics.observe_redis)
         self.book = OrderBook(self.ledger, config.redis_prefix, config.decision_ttl_days * 86400)
         self.lanes = LaneBoard(client, config.redis_prefix, config.lane_refresh_ms)
+        self.transit = transit_board(client, config.redis_prefix, config.lane_refresh_ms)
         self.planner = Planner(network, config)
         self.node_ids = [n.id for n in network.nodes]
         self.stock = AvailabilityCache(self.ledger, self.node_ids, config.availability_ttl_ms)
@@ -184,6 +186,8 @@ class Router:
         self._lane_version = -1
         self._lane_minute = -1
         self._lane_arrays: LaneArrays | None = None
+        self._base_model = self.planner.model
+        self._transit_version = 0
 
     # -- outputs -------------------------------------------------------------------------------
 
@@ -358,7 +362,22 @@ class Router:
         self.book.put_many(records)
         return out
 
+    def _learned_transit(self) -> None:
+        """Apply the online lane updates (delivered shipments, keyed state, transit board) to
+        this router's copy of the delivery-time model: seconds after a lane slows down, its
+        candidates carry the new miss probability."""
+        records = self.transit.current()
+        if self.transit.version == self._transit_version:
+            return
+        self._transit_version = self.transit.version
+        base = self._base_model
+        qd, late = base.quantile_days.copy(), base.late_logit.copy()
+        for rec in records:
+            apply_update(qd, late, rec, self.network.region_index, self.network.service_index)
+        self.planner.model = base._replace(quantile_days=qd, late_logit=late)
+
     def _lane_health(self, now: int) -> LaneArrays:
+        self._learned_transit()
         records = self.lanes.current()
         minute = now // 60_000  # validity windows expire with time, not only with new records
         if self._lane_arrays is None or self.lanes.version != self._lane_version or (

@@ -36,13 +36,21 @@ from fulfil import metrics
 from fulfil.config import Config, load_config
 from operators import consolidation
 from operators.lanes import LaneHealth, in_force, lane_key, update_lane
+from operators.model_online import (
+    LaneQuantiles,
+    Outcome,
+    lane_prior,
+    make_updater,
+    outcome_from_tracking,
+)
 from operators.network import Network, load_default
 from operators.orders import OrderRecord
 from operators.reroute import endangered, nodes_on_origin, open_records, order_of, reroute_request
+from operators.risk import load_model
 from operators.rules import empty_ruleset
 from schemas.errors import ValidationError
 from schemas.validation import decode_and_validate
-from state.lanes import LaneBoard
+from state.lanes import LaneBoard, transit_board
 from state.ledger import InventoryUpdate, Ledger
 from state.orderbook import OrderBook
 from state.redis_client import connect
@@ -164,6 +172,8 @@ class ParseCarrier:
                 out.append(("lane", ev))
             elif ev["status"] == "picked_up" and ev.get("node_id"):
                 picked.setdefault(ev["node_id"], []).append(ev["order_id"])
+            elif ev["status"] == "delivered":
+                out.append(("delivered", ev))
         metrics.EVENTS_IN.labels(topic="carrier-status").inc(len(batch))
         if picked:
             ledger = self._ledgers.get()
@@ -235,12 +245,50 @@ def join_request(orders_topic: str) -> Callable[[tuple[str, dict | None]], Out |
     return build
 
 
-class _BoardPartition(StatelessSinkPartition[LaneHealth]):
-    def __init__(self, board: LaneBoard) -> None:
-        self._board = board
+class DeliveryOutcome:
+    """`filter_map`: a delivered tracking event -> the model's Outcome, or None (counted) when
+    it lacks what the model needs (older producers do not send the lane fields)."""
 
-    def write_batch(self, items: list[LaneHealth]) -> None:
-        metrics.LANE_UPDATES.inc(self._board.publish(items))
+    def __init__(self, config: Config) -> None:
+        network = _network(config)
+        self._node_region = {n.id: n.region for n in network.nodes}
+
+    def __call__(self, item: tuple[str, dict]) -> Outcome | None:
+        outcome = outcome_from_tracking(item[1], self._node_region)
+        if isinstance(outcome, str):
+            metrics.DELIVERIES_LEARNED.labels(outcome="skipped").inc()
+            return None
+        metrics.DELIVERIES_LEARNED.labels(outcome="learned").inc()
+        return outcome
+
+
+def _transit_updater(config: Config) -> Callable:
+    network = _network(config)
+    arrays = load_model(network, config.delivery_model_path)
+    return make_updater(prior=lambda key: lane_prior(arrays, key))
+
+
+class TransitBoardSink(DynamicSink[LaneQuantiles]):
+    """Publishes changed lane transit quantiles to the board every router reads."""
+
+    def __init__(self, config: Config) -> None:
+        self._config = config
+
+    def build(self, step_id: str, worker_index: int, worker_count: int) -> _BoardPartition:
+        cfg = self._config
+        return _BoardPartition(transit_board(_client(cfg.redis_url), cfg.redis_prefix),
+                               metrics.TRANSIT_UPDATES)
+
+
+class _BoardPartition(StatelessSinkPartition[Any]):
+    def __init__(self, board: LaneBoard, counter: Any = metrics.LANE_UPDATES) -> None:
+        self._board = board
+        self._counter = counter
+
+    def write_batch(self, items: list[Any]) -> None:
+        published = self._board.publish(items)
+        if self._counter is not None:
+            self._counter.inc(published)
 
 
 class LaneBoardSink(DynamicSink[LaneHealth]):
@@ -285,7 +333,15 @@ def build_flow(config: Config | None = None, stop: threading.Event | None = None
     op.output("lane-board-out", changes, LaneBoardSink(cfg))
     reroutes = op.flat_map_batch("reroute-requests", op.key_on("key-change", changes,
                                  lambda h: h.key), RerouteRequests(cfg))
-    carrier_dead = op.map("carrier-dead", split.falses, lambda item: item[1])
+    rest = op.branch("split-delivered", split.falses, lambda item: item[0] == "delivered")
+    carrier_dead = op.map("carrier-dead", rest.falses, lambda item: item[1])
+    # The delivery-time model learns from deliveries as they arrive (operators/model_online.py):
+    # per lane + service keyed state; changed quantiles go to the transit board every router reads.
+    outcomes = op.filter_map("delivery-outcome", rest.trues, DeliveryOutcome(cfg))
+    transit = op.stateful_map("lane-transit", op.key_on("key-transit", outcomes,
+                                                        lambda o: o.key), _transit_updater(cfg))
+    op.output("transit-board-out", op.filter_map("transit-changes", transit, lambda kv: kv[1]),
+              TransitBoardSink(cfg))
 
     outputs = [routed, inventory_dead, carrier_dead, reroutes]
     if cfg.consolidation_window_s > 0:  # merged delivery: re-plan a second order onto the first

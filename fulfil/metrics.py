@@ -114,6 +114,12 @@ REROUTES = Counter("fulfil_reroutes_total",
                    "forecast), by outcome: requested, moved, unchanged (same plan is still "
                    "best), no-alternative (kept its plan), not-open (shipped or gone), lost "
                    "(the new plan's stock went elsewhere; kept its plan)", ["outcome"])
+DELIVERIES_LEARNED = Counter("fulfil_deliveries_learned_total",
+                             "Delivered shipments fed to the online delivery-time model "
+                             "(learned), or without the lane fields it needs (skipped)",
+                             ["outcome"])
+TRANSIT_UPDATES = Counter("fulfil_transit_updates_total",
+                          "Lane transit-distribution changes published to the routers")
 RULES_RELOADS = Counter("fulfil_rules_reloads_total",
                         "Rules records read from the config topic, by outcome "
                         "(applied, rejected: did not compile, invalid: not a config record)",

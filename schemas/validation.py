@@ -151,7 +151,7 @@ CHECKS: Mapping[str, _Check] = {
     "inventory.snapshot": _ints_check("version", "on_hand", "occurred_at"),
     "inventory.adjusted": _ints_check("version", "delta", "occurred_at"),
     "lane.status": _ints_check("occurred_at", "valid_until", "valid_from"),
-    "shipment.tracking": _ints_check("occurred_at"),
+    "shipment.tracking": _ints_check("occurred_at", "picked_up_at", "promised_by"),
     "decision": check_decision,
     "dead_letter": _ints_check("at"),
 }
