@@ -9,6 +9,11 @@
     fulfil order    print one order's lifecycle (where is it, and why)
     fulfil rules    check, dry-run and publish business rules (hot reload, no restart)
     fulfil approvals  approve or reject orders a rule held
+    fulfil model    train / evaluate the delivery-time model on a delivery history
+    fulfil channels check/topics/run: sales-channel mappings; `fulfil gateway` their webhooks
+    fulfil watch    run the watchtower (anomaly detection -> alerts); `fulfil alerts bridge`
+    fulfil evaluate compare routing policies on a scenario (and the hindsight optimum); tune
+    fulfil edge     run an edge site: local engine, links to the centre, `fulfil edge status`
 
 Every `run` setting can also come from `FULFIL_*` environment variables or a JSON config file;
 flags win. Kafka security settings pass through as `--kafka-prop security.protocol=SASL_SSL` (or
@@ -321,6 +326,21 @@ def build_parser() -> argparse.ArgumentParser:
     from fulfil import cli_rules
 
     cli_rules.register(sub, _add_connection_args, _config)
+    from fulfil import cli_channels
+
+    cli_channels.register(sub, _add_connection_args, _config)
+    from fulfil import cli_watch
+
+    cli_watch.register(sub)
+    from fulfil import cli_model
+
+    cli_model.register(sub)
+    from fulfil import cli_eval
+
+    cli_eval.register(sub, _config)
+    from fulfil import cli_edge
+
+    cli_edge.register(sub)
     return parser
 
 

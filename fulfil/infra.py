@@ -131,15 +131,20 @@ def start_redis(workdir: Path, port: int | None = None) -> Server:
     return _spawn(f"redis-{port}", argv, port, workdir)
 
 
-def start_broker(workdir: Path, port: int | None = None) -> Server:
-    """Start the embedded tansu broker (memory storage) on a free loopback port."""
+def start_broker(workdir: Path, port: int | None = None, advertised_port: int | None = None
+                 ) -> Server:
+    """Start the embedded tansu broker (memory storage) on a free loopback port.
+
+    `advertised_port`: the port the broker tells clients to connect to, when that is not its own
+    (a relay in front of it, as in the edge tests: `fulfil.edge.relay`).
+    """
     port = port or free_port()
     env = dict(os.environ)
     env.setdefault("RUST_LOG", "warn")
     argv = [
         broker_bin(), "broker",
         "--listener-url", f"tcp://127.0.0.1:{port}",
-        "--advertised-listener-url", f"tcp://127.0.0.1:{port}",
+        "--advertised-listener-url", f"tcp://127.0.0.1:{advertised_port or port}",
         "--storage-engine", "memory://tansu/",
     ]
     return _spawn(f"broker-{port}", argv, port, workdir, env)

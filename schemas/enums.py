@@ -105,3 +105,35 @@ class PayloadEncoding(StrEnum):
 
     UTF8 = "utf8"
     BASE64 = "base64"
+
+
+class AlertType(StrEnum):
+    """`alert.type`: which watchtower detector raised the incident."""
+
+    LANE_DISRUPTION = "lane-disruption"
+    DELIVERY_RISK = "delivery-risk"
+    STOCK_OUT_AHEAD = "stock-out-ahead"
+    DEMAND_SURGE = "demand-surge"
+    DEMAND_COLLAPSE = "demand-collapse"
+    STUCK_ORDERS = "stuck-orders"
+    ABNORMAL_ORDERS = "abnormal-orders"
+    DATA_QUALITY = "data-quality"
+    #: raised by an edge site's downlink, not the watchtower: a central claim on an edge node's
+    #: stock that the edge had sold meanwhile (docs/edge.md#conflicts)
+    EDGE_OVERSELL = "edge-oversell"
+
+
+class AlertSeverity(StrEnum):
+    """`alert.severity`, PagerDuty's scale (critical and error page by default)."""
+
+    CRITICAL = "critical"
+    ERROR = "error"
+    WARNING = "warning"
+    INFO = "info"
+
+
+class AlertStatus(StrEnum):
+    """`alert.status`: trigger opens or updates an incident, resolve closes it."""
+
+    TRIGGER = "trigger"
+    RESOLVE = "resolve"

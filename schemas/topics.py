@@ -12,6 +12,7 @@ rule cannot drift between its writer and its readers.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from enum import StrEnum
@@ -36,6 +37,7 @@ class TopicName(StrEnum):
     DEAD_LETTERS = "dead-letters"
     APPROVALS = "approvals"
     CONFIG = "config"
+    ALERTS = "alerts"
 
 
 @dataclass(frozen=True, slots=True)
@@ -126,6 +128,15 @@ _ALL: tuple[Topic, ...] = (
         description="Published configuration (business rules), newest record per name wins.",
         writer="fulfil rules publish",
     ),
+    Topic(
+        TopicName.ALERTS,
+        kind="alert",
+        key="dedup_key",
+        partitions=2,
+        description="Incidents the watchtower detects: one trigger per dedup key, updates, "
+        "resolve.",
+        writer="watchtower flow",
+    ),
 )
 
 TOPICS: Mapping[TopicName, Topic] = MappingProxyType({t.name: t for t in _ALL})
@@ -138,6 +149,65 @@ def topic(name: TopicName | str) -> Topic:
     except ValueError:
         known = ", ".join(n.value for n in TopicName)
         raise UnknownNameError(f"unknown topic {name!r}; known: {known}") from None
+
+
+# -- sales-channel topics ------------------------------------------------------------------------
+# One topic per configured sales channel, `channel.<name>` (fulfil.channel.shopify): the raw
+# webhook bodies the gateway verified, as the channel sent them. Their names come from
+# configuration (channels.yaml), so they are built here rather than listed in TopicName; they
+# have no JSON Schema (the channel's mapping file is their contract) and one writer, the gateway.
+
+CHANNEL_TOPIC_PREFIX = "channel."
+#: A channel name: lower-case letters, digits, '-' and '_' (it becomes part of a topic name).
+CHANNEL_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
+
+
+@dataclass(frozen=True, slots=True)
+class ChannelTopic:
+    """The raw-payload topic of sales channel `channel` (mapped into `orders` by the channels
+    flow, `dataflows/channels.py`)."""
+
+    channel: str
+    partitions: int = 4
+    key: str = "the channel's order id (gateway key_path), else its webhook id"
+    writer: str = "webhook gateway"
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.channel, str) or not CHANNEL_NAME.fullmatch(self.channel):
+            raise UnknownNameError(f"channel name {self.channel!r} must be lower-case letters, "
+                                   "digits, '-' or '_' (at most 64)")
+        if self.partitions < 1:
+            raise ValueError(f"channel {self.channel!r}: partitions must be >= 1")
+
+    @property
+    def name(self) -> str:
+        """The short name, as `Config.topic()` takes it: 'channel.shopify'."""
+        return f"{CHANNEL_TOPIC_PREFIX}{self.channel}"
+
+    def full_name(self, prefix: str = DEFAULT_PREFIX) -> str:
+        """The broker's name, e.g. 'fulfil.channel.shopify'."""
+        return f"{prefix}{self.name}"
+
+
+def channel_topic(channel: str, partitions: int = 4) -> ChannelTopic:
+    """The topic of sales channel `channel` (raises UnknownNameError for a bad name)."""
+    return ChannelTopic(channel, partitions)
+
+
+# -- edge-site copies ------------------------------------------------------------------------------
+# An edge site's uplink keeps, on the centre's broker, a verbatim copy of each edge topic it reads:
+# `edge.<site>.<name>` (fulfil.edge.sul.orders), the centre's audit of what the edge did. Values
+# keep the source topic's schema and key; every record carries the headers `fulfil-origin` and
+# `fulfil-src` (the source record, which a reader dedupes on). One writer: that site's uplink.
+# See docs/edge.md.
+
+EDGE_TOPIC_PREFIX = "edge."
+
+
+def edge_copy_topic(site: str, name: TopicName | str) -> str:
+    """The short name of the centre's copy of edge site `site`'s topic `name`
+    ('edge.sul.orders'; `Config.topic()` adds the prefix)."""
+    return f"{EDGE_TOPIC_PREFIX}{site}.{topic(name).name.value}"
 
 
 # -- message keys ---------------------------------------------------------------------------------
@@ -191,6 +261,7 @@ _KEYS: Mapping[TopicName, Callable[[Mapping[str, Any]], str]] = MappingProxyType
         TopicName.DEAD_LETTERS: _dead_letter_key,
         TopicName.APPROVALS: _order_key,
         TopicName.CONFIG: lambda event: _field(event, "name"),
+        TopicName.ALERTS: lambda event: _field(event, "dedup_key"),
     }
 )
 

@@ -47,7 +47,7 @@ from schemas.errors import (
 )
 
 KINDS = ("order_event", "inventory_event", "carrier_event", "decision", "dead_letter", "approval",
-         "config_record")
+         "config_record", "alert")
 SCHEMA_DIR = Path(__file__).resolve().with_name("json")
 
 #: A validator: takes a decoded event, returns it (defaults filled), raises ValidationError.

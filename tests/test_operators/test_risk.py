@@ -61,4 +61,4 @@ def test_a_tighter_promise_is_never_less_risky() -> None:
     tight = cands.X[cands.offsets[0]:cands.offsets[1], Feature.MISS_PROB]
     loose = cands.X[cands.offsets[1]:cands.offsets[2], Feature.MISS_PROB]
     assert (tight >= loose - 1e-12).all() and tight.max() > loose.max()
-    assert ((0 <= cands.X[:, Feature.MISS_PROB]) & (cands.X[:, Feature.MISS_PROB] <= 1)).all()
+    assert ((cands.X[:, Feature.MISS_PROB] >= 0) & (cands.X[:, Feature.MISS_PROB] <= 1)).all()

@@ -48,6 +48,7 @@ def test_default_partitions_and_names() -> None:
         TopicName.DEAD_LETTERS: ("fulfil.dead-letters", 2),
         TopicName.APPROVALS: ("fulfil.approvals", 2),
         TopicName.CONFIG: ("fulfil.config", 1),
+        TopicName.ALERTS: ("fulfil.alerts", 2),
     }
     assert {n: (t.full_name(), t.partitions) for n, t in TOPICS.items()} == expected
     assert DEFAULT_PREFIX == "fulfil."

@@ -1,0 +1,282 @@
+"""Routing policies compared by the evaluation, all on the production planner's candidates.
+
+Why they share everything but the choice: a comparison is only honest when every policy sees the
+same candidate nodes and services (``operators.candidates.build_candidates`` with the configured
+``max_nodes``/``max_splits``), the same cost model (the kernel's COST feature: handling + carrier
+base + per kg + per 100 km), the same stock and capacity (``operators.allocation.allocate`` on the
+same ATP), and the same lane health. Policies differ only in the score that ranks candidates:
+
+- ``fulfil``: the real ``Planner.plan`` with the configured weights (nothing re-implemented).
+- ``nearest``: the legacy rule, nearest node with stock: the smallest distance, then the cheapest
+  service (a legacy system books the cheapest carrier product on the lane).
+- ``nearest-sla``: the legacy rule with rate shopping: nearest node with stock, then the service
+  that the planner expects to be least late (on time when any is), then the cheapest.
+- ``fewest-splits``: the common commercial default: fewest shipments, then nearest, then cheapest.
+- ``fulfil+co2e``: a what-if: the configured weights plus a CO2e weight (BRL per kg CO2e) that the
+  kernel does not have yet, added to the scores here in Python (``candidate_co2e_kg``).
+
+The baselines rank lexicographically (exact ranks, not weights with large ratios), so "nearest
+first" can never be overturned by a cost difference. ``plan_with_scores`` is ``Planner.plan``
+with the score passed in (same candidates, same delivery-risk pass, same allocation);
+``tests/test_eval`` checks that it reproduces ``Planner.plan`` exactly when given the planner's
+own weights.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from operators.allocation import allocate
+from operators.candidates import (
+    BatchInput,
+    CandidateSet,
+    LaneArrays,
+    build_candidates,
+    haversine_km,
+    ready_ms,
+)
+from operators.network import Network
+from operators.network import haversine_km as haversine_np
+from operators.planner import EXHAUSTED, Plan, Planner, Prepared, Shipment, Unroutable
+from operators.scoring import Feature, Weights, score_batch
+
+__all__ = [
+    "POLICY_NAMES",
+    "Policy",
+    "Scorer",
+    "candidate_co2e_kg",
+    "candidate_risk",
+    "fill_risk",
+    "lexicographic",
+    "linear",
+    "make_policy",
+    "plan_with_scores",
+    "shipments_of",
+]
+
+MS_PER_DAY = 86_400_000
+MS_PER_HOUR = 3_600_000
+
+try:  # the planner's delivery-risk pass (MISS_PROB feature), where the planner has one
+    from operators.risk import fill_miss_probability as _fill_risk
+except ImportError:  # pragma: no cover - a planner without a delivery-risk model
+    _fill_risk = None
+_MISS = getattr(Feature, "MISS_PROB", None)
+
+#: A scorer maps a batch's candidates to one score per candidate (higher is better).
+Scorer = Callable[[CandidateSet, BatchInput], np.ndarray]
+
+POLICY_NAMES: dict[str, str] = {
+    "fulfil": "fulfil (as configured)",
+    "nearest": "nearest node with stock",
+    "nearest-sla": "nearest, service meeting the promise",
+    "fewest-splits": "fewest splits, then nearest",
+    "fulfil+co2e": "fulfil + CO2e weight (what-if)",
+}
+
+
+@dataclass(frozen=True)
+class Policy:
+    """A named way of choosing among the planner's candidates.
+
+    ``scorer`` None means the production ``Planner.plan`` itself.
+    """
+
+    name: str
+    planner: Planner
+    scorer: Scorer | None = None
+
+    def plan(self, prep: Prepared, atp: np.ndarray, load: np.ndarray, lanes: LaneArrays,
+             now_ms: int) -> list[Plan | Unroutable]:
+        if self.scorer is None:
+            return self.planner.plan(prep, atp, load, lanes, now_ms)
+        return plan_with_scores(self.planner, prep, atp, load, lanes, now_ms, self.scorer)
+
+
+# ------------------------------------------------------------------------------------ scorers
+
+
+def linear(weights: Weights) -> Scorer:
+    """The kernel's weighted sum (``score_batch``): the production score as a Scorer."""
+    w = weights.as_array()
+
+    def score(cands: CandidateSet, batch: BatchInput) -> np.ndarray:
+        return score_batch(cands.X, cands.offsets, cands.mask, w)[0]
+
+    return score
+
+
+def lexicographic(*features: Feature) -> Scorer:
+    """Smaller is better on ``features[0]``, ties broken by ``features[1]``, ...; exact.
+
+    Scores are minus the candidate's global rank, so within an order the lexicographically
+    smallest candidate scores highest; equal keys rank by index (the kernel's tie rule).
+    """
+
+    def score(cands: CandidateSet, batch: BatchInput) -> np.ndarray:
+        m = len(cands)
+        if m == 0:
+            return np.zeros(0)
+        keys = [cands.X[:, f] for f in reversed(features)]
+        order = np.lexsort([np.arange(m), *keys])
+        rank = np.empty(m, dtype=np.float64)
+        rank[order] = np.arange(m, dtype=np.float64)
+        return -rank
+
+    return score
+
+
+def candidate_co2e_kg(cands: CandidateSet, batch: BatchInput, network: Network) -> np.ndarray:
+    """kg CO2e of every candidate: sum over its lines of km x t x the service's g/tkm / 1000.
+
+    A shipment's CO2e (``operators.emissions.shipment_co2e_g``) is distance x its weight x the
+    factor, and its weight is the sum of its lines', so the candidate's total is a sum over lines
+    of (distance of the line's node) x (line kg): one vectorized pass, no per-shipment loop.
+    """
+    m = len(cands)
+    if m == 0:
+        return np.zeros(0)
+    n_lines = np.diff(cands.assign_offsets)
+    entry_cand = np.repeat(np.arange(m), n_lines)
+    cand_order = np.repeat(np.arange(batch.n_orders), np.diff(cands.offsets))
+    order = cand_order[entry_cand]
+    pos = np.arange(entry_cand.size) - cands.assign_offsets[entry_cand]
+    line = batch.line_offsets[order] + pos
+    node = cands.assign[: entry_cand.size]
+    km = haversine_np(network.node_lat[node], network.node_lng[node], batch.dest_lat[order],
+                      batch.dest_lng[order])
+    tkm = np.bincount(entry_cand, weights=km * batch.line_kg[line] / 1000.0, minlength=m)
+    return tkm * network.service_co2e[cands.service] / 1000.0
+
+
+def with_co2e(weights: Weights, brl_per_kg: float, network: Network) -> Scorer:
+    """The production score minus ``brl_per_kg`` per kg CO2e (the proposed CO2E_KG feature)."""
+    base = linear(weights)
+
+    def score(cands: CandidateSet, batch: BatchInput) -> np.ndarray:
+        return base(cands, batch) - brl_per_kg * candidate_co2e_kg(cands, batch, network)
+
+    return score
+
+
+def make_policy(name: str, network: Network, config: Any, co2e_brl_per_kg: float = 0.0) -> Policy:
+    """One of ``POLICY_NAMES`` on a fresh planner for ``config`` (weights, max_nodes, ...)."""
+    planner = Planner(network, config)
+    if name == "fulfil":
+        return Policy(name, planner)
+    if name == "nearest":
+        return Policy(name, planner, lexicographic(Feature.DISTANCE_KM, Feature.COST))
+    if name == "nearest-sla":
+        return Policy(name, planner, lexicographic(Feature.DISTANCE_KM, Feature.LATE_HOURS,
+                                                   Feature.COST))
+    if name == "fewest-splits":
+        return Policy(name, planner,
+                      lexicographic(Feature.SPLITS, Feature.DISTANCE_KM, Feature.COST))
+    if name == "fulfil+co2e":
+        weights = Weights.from_mapping(dict(config.weights))
+        return Policy(name, planner, with_co2e(weights, co2e_brl_per_kg, network))
+    raise ValueError(f"unknown policy {name!r}; expected one of {', '.join(POLICY_NAMES)}")
+
+
+# ------------------------------------------------------------------------ planning with scores
+
+
+def plan_with_scores(planner: Planner, prep: Prepared, atp: np.ndarray, load: np.ndarray,
+                     lanes: LaneArrays, now_ms: int, scorer: Scorer) -> list[Plan | Unroutable]:
+    """``Planner.plan`` with the candidates ranked by ``scorer`` instead of the weights.
+
+    Same candidates, same batch allocation against remaining stock and capacity, same
+    unroutable reasons; the plans carry no runner-up (nothing here explains choices).
+    """
+    if prep.batch.n_orders == 0:
+        return [Unroutable("unknown-destination") for _ in prep.orders]
+    full = prep.batch.with_stock(atp, load)
+    cands = build_candidates(full, planner.arrays, lanes, now_ms, planner.params, prep.rules)
+    fill_risk(planner, full, cands, now_ms)  # as Planner.plan does
+    scores = np.ascontiguousarray(scorer(cands, full), dtype=np.float64)
+    chosen = allocate(full, cands, scores, planner.arrays.node_capacity,
+                      planner.params.enforce_capacity).tolist()
+    ok = np.concatenate(([0], np.cumsum(cands.mask & ~np.isnan(scores)))).tolist()
+    out: list[Plan | Unroutable] = []
+    for order, row in zip(prep.orders, prep.index, strict=True):
+        if row < 0:
+            out.append(Unroutable("unknown-destination"))
+            continue
+        lo, hi = int(cands.offsets[row]), int(cands.offsets[row + 1])
+        if ok[hi] == ok[lo]:  # no feasible candidate (the kernel's best == -1)
+            out.append(Unroutable(_why_none(full, lo, hi, row)))
+            continue
+        c = chosen[row]
+        if c < 0:
+            out.append(Unroutable(EXHAUSTED))
+            continue
+        shipments = shipments_of(planner, full, cands, row, c, lanes, now_ms)
+        est = int(cands.est_ms[c])
+        reasons = ("single-node" if len(shipments) == 1 else "split",
+                   "on-time" if est <= order.promised_by else "late-vs-promise")
+        out.append(_plan(shipments, est, float(scores[c]), reasons, cands, c))
+    return out
+
+
+def fill_risk(planner: Planner, batch: BatchInput, cands: CandidateSet, now_ms: int) -> None:
+    """Write the planner's delivery-risk feature (MISS_PROB) into ``cands``, when it has one."""
+    if _fill_risk is not None and getattr(planner, "model", None) is not None:
+        _fill_risk(batch, cands, planner.arrays, planner.model, now_ms)
+
+
+def candidate_risk(cands: CandidateSet) -> np.ndarray:
+    """Each candidate's probability of missing the promise (zeros without the feature)."""
+    return np.zeros(len(cands)) if _MISS is None else cands.X[:, _MISS]
+
+
+def _plan(shipments: list[Shipment], est: int, score: float, reasons: tuple[str, ...],
+          cands: CandidateSet, m: int) -> Plan:
+    """A Plan, with the delivery-risk the planner reports when it has that feature."""
+    risk = {} if _MISS is None else {"risk": float(cands.X[m, _MISS])}
+    return Plan(tuple(shipments), est, score, float(sum(s.cost for s in shipments)), None,
+                reasons, **risk)
+
+
+def _why_none(batch: BatchInput, lo: int, hi: int, row: int) -> str:
+    """The planner's reasons: candidates but all masked, a line nobody holds, or no lane."""
+    if hi > lo:
+        return "lanes-blocked-or-full"
+    for j in range(int(batch.line_offsets[row]), int(batch.line_offsets[row + 1])):
+        if batch.atp[:, batch.line_sku[j]].max(initial=0) < batch.line_qty[j]:
+            return "no-stock"
+    return "no-coverage"
+
+
+def shipments_of(planner: Planner, batch: BatchInput, cands: CandidateSet, row: int, m: int,
+               lanes: LaneArrays, now_ms: int) -> list[Shipment]:
+    """One shipment per node of candidate ``m``, with the kernel's estimate, distance, cost."""
+    net = planner.arrays
+    s = int(cands.service[m])
+    assign = cands.assignment(m).tolist()
+    if int(cands.n_nodes[m]) == 1:
+        x = cands.X[m]
+        return [Shipment(assign[0], s, tuple(range(len(assign))), int(cands.est_ms[m]),
+                         float(x[Feature.DISTANCE_KM]), float(x[Feature.COST]))]
+    lat, lng = float(batch.dest_lat[row]), float(batch.dest_lng[row])
+    region = int(batch.dest_region[row])
+    l0 = int(batch.line_offsets[row])
+    by_node: dict[int, list[int]] = {}
+    for i, node in enumerate(assign):
+        by_node.setdefault(node, []).append(i)
+    out = []
+    for node, lines in by_node.items():
+        kg = float(sum(batch.line_kg[l0 + i] for i in lines))
+        dist = float(haversine_km(net.node_lat[node], net.node_lng[node], lat, lng))
+        o = int(net.node_region[node])
+        est = round(ready_ms(now_ms, net.node_utc_offset[node], net.node_cutoff_hour[node],
+                             net.node_handling_hours[node])
+                    + net.lane_transit_mean[o, region, s] * MS_PER_DAY
+                    + lanes.delay_hours[o, region, s] * MS_PER_HOUR)
+        cost = float(net.node_handling_cost[node] + net.service_base_cost[s]
+                     + net.service_per_kg[s] * kg + net.service_per_100km[s] * dist / 100.0)
+        out.append(Shipment(node, s, tuple(lines), est, dist, cost))
+    return out

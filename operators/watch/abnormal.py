@@ -1,0 +1,167 @@
+"""Abnormal orders: likely duplicates, quantities far outside the norm, bad addresses.
+
+Pure functions over one order and the little history they need, so the routing step can call the
+same checks on the hot path later (to put a flag on the decision or hold the order by rule)::
+
+    flags = assess_order(event, net=net, sku_norms=norms, customer_norm=None, seen=recent,
+                         cfg=settings.abnormal)
+
+- **duplicate**: same customer, same items (sku and quantity, any order) and same address as an
+  order seen within `duplicate_window_ms`, whatever the channel (`fingerprint`);
+- **quantity**: a line far above its sku's norm (mean and spread of past lines, once
+  `qty_min_history` lines are known) or far above the customer's largest line so far;
+- **address**: undeliverable (no postal code, coordinates or region the network knows) or
+  inconsistent (a region other than the postal code's, coordinates far from the postal code).
+
+The watchtower keeps the history (`QtyNorm` per sku and customer, `SeenOrder` per fingerprint) in
+sharded keyed state and sends each `Flag` to a per-pattern aggregator: one alert per pattern.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, NamedTuple
+
+from operators.network import haversine_km
+from operators.watch.facts import NetInfo
+from operators.watch.settings import AbnormalSettings
+
+DUPLICATE, QUANTITY, ADDRESS = "duplicate", "quantity", "address"
+PATTERNS = (DUPLICATE, QUANTITY, ADDRESS)
+
+
+class Flag(NamedTuple):
+    """One order that looks abnormal, and why."""
+
+    pattern: str
+    order_id: str
+    ts: int
+    reason: str
+
+
+class SeenOrder(NamedTuple):
+    """The last order seen with a fingerprint."""
+
+    order_id: str
+    channel: str
+    ts: int
+
+
+@dataclass(slots=True)
+class QtyNorm:
+    """Running mean, spread and maximum of line quantities (of one sku or one customer)."""
+
+    n: int = 0
+    mean: float = 0.0
+    m2: float = 0.0
+    max_qty: int = 0
+    last: int = 0
+
+    def sd(self) -> float:
+        return math.sqrt(self.m2 / (self.n - 1)) if self.n > 1 else 0.0
+
+    def update(self, qty: int, ts: int) -> None:
+        """Welford's update; the history is capped at 10,000 lines so it keeps adapting."""
+        self.n = min(self.n + 1, 10_000)
+        delta = qty - self.mean
+        self.mean += delta / self.n
+        self.m2 += delta * (qty - self.mean)
+        self.max_qty = max(self.max_qty, qty)
+        self.last = max(self.last, ts)
+
+
+def fingerprint(customer: str | None, lines: Any, destination: Mapping[str, Any]) -> str | None:
+    """Customer + items + address, channel-independent; None without a customer id."""
+    if not customer:
+        return None
+    items = sorted((str(line["sku"]), int(line["qty"])) for line in lines)
+    postal = str(destination.get("postal_code") or "")
+    lat, lng = destination.get("lat"), destination.get("lng")
+    where = postal or (f"{round(float(lat), 3)},{round(float(lng), 3)}"
+                       if isinstance(lat, int | float) and isinstance(lng, int | float) else "")
+    text = f"{customer}\x1f{items}\x1f{where}"
+    return hashlib.blake2b(text.encode(), digest_size=12).hexdigest()
+
+
+def duplicate_of(prev: SeenOrder | None, order_id: str, channel: str, ts: int,
+                 cfg: AbnormalSettings) -> str | None:
+    """Why this order looks like a duplicate of `prev`, or None."""
+    if prev is None or prev.order_id == order_id or abs(ts - prev.ts) > cfg.duplicate_window_ms:
+        return None
+    across = "" if prev.channel == channel else f" (first on {prev.channel}, now on {channel})"
+    return (f"same customer, items and address as {prev.order_id} "
+            f"{abs(ts - prev.ts) / 1000:.0f} s earlier{across}")
+
+
+def quantity_problem(sku: str, qty: int, norm: QtyNorm | None, cfg: AbnormalSettings
+                     ) -> str | None:
+    """Why a line of `qty` is far outside its sku's norm, or None."""
+    if qty < cfg.qty_min or norm is None or norm.n < cfg.qty_min_history:
+        return None
+    if qty > cfg.qty_factor * norm.mean and qty > norm.mean + cfg.qty_z * norm.sd():
+        return f"{sku} x{qty}: usual ~{norm.mean:.1f} (sd {norm.sd():.1f}, {norm.n} lines)"
+    return None
+
+
+def customer_problem(qty: int, norm: QtyNorm | None, cfg: AbnormalSettings) -> str | None:
+    """Why a line of `qty` is far above what this customer ever ordered, or None."""
+    if qty < cfg.qty_min or norm is None or norm.n < cfg.customer_min_orders:
+        return None
+    if qty > cfg.customer_factor * norm.max_qty:
+        return f"x{qty}: this customer's largest line so far was x{norm.max_qty}"
+    return None
+
+
+def address_problem(destination: Mapping[str, Any], net: NetInfo, cfg: AbnormalSettings
+                    ) -> str | None:
+    """Why the address is undeliverable or inconsistent, or None."""
+    network = net.network
+    if network.locate(dict(destination)) is None:
+        return "undeliverable: no postal code, coordinates or region the network knows"
+    postal = destination.get("postal_code")
+    by_postal = network.locate({"postal_code": postal}) if postal else None
+    if by_postal is None:
+        return None
+    region = destination.get("region")
+    postal_region = network.regions[by_postal[2]]
+    if isinstance(region, str) and region.upper() in network.region_index \
+            and region.upper() != postal_region:
+        return f"inconsistent: region {region} but postal code {postal} is in {postal_region}"
+    lat, lng = destination.get("lat"), destination.get("lng")
+    if isinstance(lat, int | float) and isinstance(lng, int | float):
+        km = haversine_km(float(lat), float(lng), by_postal[0], by_postal[1])
+        if km > cfg.address_max_km:
+            return f"inconsistent: coordinates {km:.0f} km from postal code {postal}'s area"
+    return None
+
+
+def assess_order(event: Mapping[str, Any], *, net: NetInfo, sku_norms: Mapping[str, QtyNorm],
+                 customer_norm: QtyNorm | None, seen: Mapping[str, SeenOrder],
+                 cfg: AbnormalSettings) -> list[Flag]:
+    """Every abnormality of one validated `order.created`, given the history the caller keeps.
+
+    The caller updates its history afterwards (`QtyNorm.update`, `seen[fingerprint] = ...`), so
+    an order is judged against what came before it, never against itself.
+    """
+    oid, ts = event["order_id"], int(event["occurred_at"])
+    flags: list[Flag] = []
+    customer = (event.get("customer") or {}).get("id")
+    fp = fingerprint(customer, event["lines"], event["destination"])
+    if fp is not None:
+        why = duplicate_of(seen.get(fp), oid, str(event.get("channel", "")), ts, cfg)
+        if why:
+            flags.append(Flag(DUPLICATE, oid, ts, why))
+    for line in event["lines"]:
+        sku, qty = str(line["sku"]), int(line["qty"])
+        why = quantity_problem(sku, qty, sku_norms.get(sku), cfg) or \
+            customer_problem(qty, customer_norm, cfg)
+        if why:
+            flags.append(Flag(QUANTITY, oid, ts, why))
+            break
+    why = address_problem(event["destination"], net, cfg)
+    if why:
+        flags.append(Flag(ADDRESS, oid, ts, why))
+    return flags
