@@ -34,7 +34,6 @@ from dataflows.connectors import KafkaSink, KafkaSource, OutMessage, RawMessage
 from dataflows.router import Out, Router, dead_out, now_ms
 from fulfil import metrics
 from fulfil.config import Config, load_config
-from operators import consolidation
 from operators.lanes import LaneHealth, in_force, lane_key, update_lane
 from operators.model_online import (
     LaneQuantiles,
@@ -214,37 +213,6 @@ class RerouteRequests:
         return out
 
 
-def consolidation_candidates(decisions_topic: str) -> Callable[[Out], tuple[str, dict] | None]:
-    """(ship_to, decision) for routed decisions that carry a consolidation key."""
-
-    def pick(item: Out) -> tuple[str, dict] | None:
-        msg = item[1]
-        if msg.topic != decisions_topic:
-            return None
-        d = orjson.loads(msg.value)
-        key = d.get("ship_to")
-        return (key, d) if key and d["status"] == "routed" else None
-
-    return pick
-
-
-def join_request(orders_topic: str) -> Callable[[tuple[str, dict | None]], Out | None]:
-    """A consolidation step's join into an `order.reroute_requested` on the orders topic; the
-    event id is fixed by the pair of orders, so a replay asks once."""
-
-    def build(kv: tuple[str, dict | None]) -> Out | None:
-        req = kv[1]
-        if req is None:
-            return None
-        oid, join = req["order_id"], req["join"]
-        event = {"type": "order.reroute_requested",
-                 "event_id": f"consolidate:{join['order_id']}:{oid}", "order_id": oid,
-                 "occurred_at": now_ms(), "reason": "consolidate", "join": join}
-        return oid, OutMessage(orders_topic, oid.encode(), orjson.dumps(event))
-
-    return build
-
-
 class DeliveryOutcome:
     """`filter_map`: a delivered tracking event -> the model's Outcome, or None (counted) when
     it lacks what the model needs (older producers do not send the lane fields)."""
@@ -343,15 +311,7 @@ def build_flow(config: Config | None = None, stop: threading.Event | None = None
     op.output("transit-board-out", op.filter_map("transit-changes", transit, lambda kv: kv[1]),
               TransitBoardSink(cfg))
 
-    outputs = [routed, inventory_dead, carrier_dead, reroutes]
-    if cfg.consolidation_window_s > 0:  # merged delivery: re-plan a second order onto the first
-        window_ms = int(cfg.consolidation_window_s * 1000)
-        candidates = op.filter_map("consolidation-candidates", routed,
-                                   consolidation_candidates(cfg.topic("decisions")))
-        joins = op.stateful_map("consolidate", candidates,
-                                lambda state, d: consolidation.step(state, d, window_ms))
-        outputs.append(op.filter_map("join-requests", joins, join_request(cfg.topic("orders"))))
-    out = op.merge("all-out", *outputs)
+    out = op.merge("all-out", routed, inventory_dead, carrier_dead, reroutes)
     op.output("kafka-out", out, KafkaSink(kafka, SINK_PARTS, linger_ms=cfg.producer_linger_ms))
     return flow
 

@@ -85,8 +85,12 @@ def cmd_run(args: argparse.Namespace) -> int:
     from bytewax.recovery import RecoveryConfig
     from bytewax.run import cli_main
 
-    from dataflows.routing import build_flow
     from fulfil import metrics
+
+    if args.flow == "consolidation":
+        from dataflows.consolidation import build_flow
+    else:
+        from dataflows.routing import build_flow
 
     addresses = args.addresses.split(";") if args.addresses else None
     cfg = _config(
@@ -260,6 +264,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--backup-interval", type=float, default=0.0)
     run.add_argument("--metrics-port", type=int, help="Prometheus /metrics port (+ process id)")
     run.add_argument("--metrics-addr", help="/metrics bind address (default 127.0.0.1)")
+    run.add_argument("--flow", choices=["routing", "consolidation"], default="routing",
+                     help="which dataflow: routing (default), or consolidation (merged "
+                     "delivery, run beside routing; docs/predictive.md)")
     _add_log_args(run)
     run.set_defaults(func=cmd_run)
 

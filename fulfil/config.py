@@ -55,9 +55,9 @@ class Config:
     lane_refresh_ms: int = 250
     availability_ttl_ms: int = 2000  # optimistic ATP cache; reservations re-check atomically
     decision_ttl_days: int = 14
-    #: Merged delivery: a customer's later order to the same address, routed within this many
-    #: seconds of an open one, is re-planned onto its parcel when that keeps the promise and
-    #: costs less (operators/consolidation.py); 0 turns it off.
+    #: Merged delivery (the consolidation flow, `fulfil run --flow consolidation`): a customer's
+    #: later order to the same address, routed within this many seconds of an open one, is
+    #: re-planned onto its parcel when that keeps the promise and costs less.
     consolidation_window_s: float = 1800.0
     #: A trained delivery-time model (`fulfil model train`); None = the network's lognormal
     #: prior per lane. Its miss probability is the MISS_PROB scoring feature.

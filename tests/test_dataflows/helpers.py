@@ -110,14 +110,16 @@ def read_outputs(cfg: Config, until: Any, timeout: float = 90.0) -> Output:
 class FlowThread:
     """Runs the routing flow in a thread; leaving the block stops it cleanly and re-raises."""
 
-    def __init__(self, cfg: Config) -> None:
+    def __init__(self, cfg: Config, build: Any = None) -> None:
+        """`build(cfg, stop)`: the flow to run (default: the routing flow)."""
         from bytewax.testing import run_main
 
-        from dataflows.routing import build_flow
+        if build is None:
+            from dataflows.routing import build_flow as build
 
         self.error: BaseException | None = None
         self._stop = threading.Event()
-        flow = build_flow(cfg, stop=self._stop)
+        flow = build(cfg, stop=self._stop)
 
         def target() -> None:
             try:

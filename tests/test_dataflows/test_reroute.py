@@ -80,9 +80,11 @@ def test_a_second_order_to_the_same_address_is_merged_onto_the_first_parcel(cfg:
     a, b = [n for n in NET.nodes if n.region == "SP"][:2]
     publish(cfg, "inventory", [stock(a.id, "sku-x", 10), stock(a.id, "sku-y", 10),
                                stock(b.id, "sku-y", 10)])
+    from dataflows.consolidation import build_flow as consolidation_flow
+
     home = {"lat": b.lat, "lng": b.lng, "postal": None}  # the customer lives next to node b
     customer = {"id": "c-42", "tier": "standard"}
-    with FlowThread(cfg):
+    with FlowThread(cfg), FlowThread(cfg, consolidation_flow):
         ledger = Ledger(connect(cfg.redis_url), cfg.redis_prefix)
         _wait(lambda: ledger.stock(b.id, "sku-y")[0] == 10)
         publish(cfg, "orders", [order("first", [("sku-x", 1)], customer=customer, **home)])
