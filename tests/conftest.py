@@ -55,6 +55,14 @@ def redis_client(redis_url: str) -> Iterator[redis.Redis]:
 def broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     server = start_broker(tmp_path_factory.mktemp("broker"))
     yield server
+    # Flows started in-process share one producer per configuration (dataflows.connectors);
+    # drop them before the broker goes, or librdkafka logs reconnect failures at exit.
+    import gc
+
+    from dataflows.connectors import _SharedProducer
+
+    _SharedProducer._instances.clear()
+    gc.collect()
     server.stop()
 
 

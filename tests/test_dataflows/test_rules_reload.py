@@ -167,3 +167,52 @@ def test_rules_test_shows_what_a_new_file_would_change(tmp_path: Path, capsys) -
     assert "* o-2:" in text and "held:fraud [big, pin-web]" in text
     assert "o-3" not in text  # channel app: no rule hit, no change
     assert '"changed": 2' in text and '"newly held": 1' in text
+
+
+def test_a_broken_rules_record_is_rejected_and_the_last_good_rules_stay(
+    bootstrap: str, redis_url: str, topic_prefix: str
+) -> None:
+    """The CLI refuses a broken file, but a record written by other means must not take the
+    rules down either: it is logged and counted, and the last good version stays in force."""
+    import threading
+
+    import orjson
+    from confluent_kafka import Producer
+    from prometheus_client import REGISTRY
+
+    from dataflows.config_feed import RulesFeed, rules_record
+
+    def rejected() -> float:
+        return REGISTRY.get_sample_value("fulfil_rules_reloads_total",
+                                         {"outcome": "rejected"}) or 0.0
+
+    cfg = make_config(bootstrap, redis_url, topic_prefix)
+    create_topics(cfg)
+    good = "version: good\nrules:\n  - {id: a, when: {channel: web}, then: {tags: [x]}}\n"
+    broken = "version: bad\nrules:\n  - {id: a, when: {chanel: web}, then: {tags: [x]}}\n"
+    producer = Producer({"bootstrap.servers": bootstrap})
+
+    def send(text: str, version: str) -> None:
+        producer.produce(cfg.topic("config"), orjson.dumps(rules_record(text, version, "t")),
+                         b"rules")
+        assert producer.flush(30) == 0
+
+    send(good, "good@1")
+    stop = threading.Event()
+    feed = RulesFeed(cfg, NET, stop, startup_timeout_s=60)
+    try:
+        assert feed.current().version.startswith("good@")
+        before = rejected()
+        send(broken, "bad@2")
+        deadline = time.monotonic() + 30
+        while rejected() == before:
+            assert time.monotonic() < deadline, "the broken record was never read"
+            time.sleep(0.05)
+        assert feed.current().version.startswith("good@")  # still the last good rules
+        send(good.replace("good", "again"), "again@3")
+        deadline = time.monotonic() + 30
+        while not feed.current().version.startswith("again@"):
+            assert time.monotonic() < deadline, "a later good version was not applied"
+            time.sleep(0.05)
+    finally:
+        feed.close()
