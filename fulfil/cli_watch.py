@@ -17,22 +17,11 @@ import threading
 from collections.abc import Callable
 from datetime import timedelta
 
-from fulfil.config import Config, ConfigError, load_config
+from fulfil.cli import _kafka_props
+from fulfil.config import Config, load_config
 
 log = logging.getLogger("fulfil.watch")
 WATCH_TOPICS = ("orders", "inventory", "carrier-status", "decisions", "dead-letters", "alerts")
-
-
-def _kafka_props(pairs: list[str] | None) -> dict[str, str] | None:
-    if not pairs:
-        return None
-    props: dict[str, str] = {}
-    for pair in pairs:
-        key, sep, value = pair.partition("=")
-        if not sep or not key:
-            raise ConfigError(f"--kafka-prop expects key=value; got {pair!r}")
-        props[key.strip()] = value
-    return props
 
 
 def _connection(p: argparse.ArgumentParser, config_flag: str) -> None:

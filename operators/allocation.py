@@ -28,6 +28,16 @@ from operators.scoring import require_array
 
 
 @njit(cache=True, nogil=True)
+def _first_use(assign, a0, j):  # pragma: no cover - compiled
+    """Is line j the first of its candidate's lines shipped from its node (one shipment)?"""
+    k = assign[a0 + j]
+    for j2 in range(j):  # noqa: SIM110 - numba compiles loops, not generators in all()
+        if assign[a0 + j2] == k:
+            return False
+    return True
+
+
+@njit(cache=True, nogil=True)
 def _fits_and_take(b, i, assign, assign_offsets, line_offsets, line_sku, line_qty, work, used,
                    capacity, enforce_capacity):  # pragma: no cover - compiled
     """Take candidate b's lines from `work` (and one shipment per node from capacity) if they
@@ -48,12 +58,7 @@ def _fits_and_take(b, i, assign, assign_offsets, line_offsets, line_sku, line_qt
     if ok and enforce_capacity:
         for j in range(nl):
             k = assign[a0 + j]
-            first = True
-            for j2 in range(j):
-                if assign[a0 + j2] == k:
-                    first = False
-                    break
-            if first and used[k] + 1 > capacity[k]:
+            if _first_use(assign, a0, j) and used[k] + 1 > capacity[k]:
                 ok = False
                 break
     if not ok:
@@ -61,14 +66,8 @@ def _fits_and_take(b, i, assign, assign_offsets, line_offsets, line_sku, line_qt
             work[assign[a0 + j], line_sku[l0 + j]] += line_qty[l0 + j]
         return False
     for j in range(nl):
-        k = assign[a0 + j]
-        first = True
-        for j2 in range(j):
-            if assign[a0 + j2] == k:
-                first = False
-                break
-        if first:
-            used[k] += 1
+        if _first_use(assign, a0, j):
+            used[assign[a0 + j]] += 1
     return True
 
 

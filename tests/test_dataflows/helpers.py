@@ -108,22 +108,32 @@ def read_outputs(cfg: Config, until: Any, timeout: float = 90.0) -> Output:
 
 
 class FlowThread:
-    """Runs the routing flow in a thread; leaving the block stops it cleanly and re-raises."""
+    """Runs a flow in a thread; leaving the block stops it cleanly and re-raises its error.
 
-    def __init__(self, cfg: Config, build: Any = None) -> None:
-        """`build(cfg, stop)`: the flow to run (default: the routing flow)."""
-        from bytewax.testing import run_main
+    `build(cfg, stop)` makes the flow (default: the routing flow); `workers` > 1 runs one
+    process with several workers, so keyed state is exchanged between them.
+    """
+
+    def __init__(self, cfg: Config, build: Any = None, workers: int = 1,
+                 join_timeout: float = 30.0) -> None:
+        from bytewax.testing import cluster_main, run_main
 
         if build is None:
             from dataflows.routing import build_flow as build
 
         self.error: BaseException | None = None
         self._stop = threading.Event()
+        self._join_timeout = join_timeout
         flow = build(cfg, stop=self._stop)
+        epoch = timedelta(seconds=cfg.epoch_interval_s)
 
         def target() -> None:
             try:
-                run_main(flow, epoch_interval=timedelta(seconds=cfg.epoch_interval_s))
+                if workers == 1:
+                    run_main(flow, epoch_interval=epoch)
+                else:
+                    cluster_main(flow, [], 0, epoch_interval=epoch,
+                                 worker_count_per_proc=workers)
             except BaseException as exc:  # surfaced in __exit__
                 self.error = exc
 
@@ -135,7 +145,8 @@ class FlowThread:
 
     def __exit__(self, *exc: object) -> None:
         self._stop.set()
-        self._thread.join(timeout=30)
-        assert not self._thread.is_alive(), "the flow did not stop within 30 s"
+        self._thread.join(timeout=self._join_timeout)
+        assert not self._thread.is_alive(), (
+            f"the flow did not stop within {self._join_timeout:.0f} s")
         if self.error is not None:
             raise self.error

@@ -8,10 +8,8 @@ test can never pass on an event the real system would not produce.
 
 from __future__ import annotations
 
-import threading
 import time
 from collections.abc import Callable
-from datetime import timedelta
 from typing import Any
 
 import orjson
@@ -20,6 +18,7 @@ from prometheus_client import REGISTRY
 from fulfil.config import Config
 from operators.deadletters import dead_letter
 from schemas.validation import decode_and_validate
+from tests.test_dataflows.helpers import FlowThread
 
 T0 = int(time.time() * 1000) - 60_000
 DAY_MS = 86_400_000
@@ -96,33 +95,8 @@ def wait_for(predicate: Callable[[], Any], timeout: float = 30.0, what: str = "c
     raise AssertionError(f"{what} not met within {timeout} s")
 
 
-class TrackingThread:
-    """Runs the tracking flow in a thread; leaving the block stops it cleanly and re-raises."""
+def TrackingThread(cfg: Config) -> FlowThread:
+    """Runs the tracking flow in a thread (see tests/test_dataflows/helpers.py FlowThread)."""
+    from dataflows.tracking import build_flow
 
-    def __init__(self, cfg: Config) -> None:
-        from bytewax.testing import run_main
-
-        from dataflows.tracking import build_flow
-
-        self.error: BaseException | None = None
-        self._stop = threading.Event()
-        flow = build_flow(cfg, stop=self._stop)
-
-        def target() -> None:
-            try:
-                run_main(flow, epoch_interval=timedelta(seconds=cfg.epoch_interval_s))
-            except BaseException as exc:  # surfaced in __exit__
-                self.error = exc
-
-        self._thread = threading.Thread(target=target, daemon=True)
-
-    def __enter__(self) -> TrackingThread:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self._thread.join(timeout=30)
-        assert not self._thread.is_alive(), "the tracking flow did not stop within 30 s"
-        if self.error is not None:
-            raise self.error
+    return FlowThread(cfg, build_flow)

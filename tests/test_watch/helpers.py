@@ -7,10 +7,8 @@ event the real producers would not send. Decisions are written straight to the d
 
 from __future__ import annotations
 
-import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
-from datetime import timedelta
 from typing import Any
 
 import orjson
@@ -23,6 +21,7 @@ from operators.deadletters import dead_letter
 from operators.watch.settings import WatchSettings, settings_from
 from schemas.topics import TOPICS, key_for
 from schemas.validation import decode_and_validate
+from tests.test_dataflows.helpers import FlowThread
 
 DAY_MS = 86_400_000
 HOUR_MS = 3_600_000
@@ -164,42 +163,17 @@ def dead_letter_for(cfg: Config, source: str, payload: bytes, at: int, offset: i
 # ---------------------------------------------------------------------- running and reading
 
 
-class WatchThread:
-    """Runs the watchtower flow in a thread; leaving the block stops it cleanly and re-raises."""
+class WatchThread(FlowThread):
+    """Runs the watchtower flow in a thread (tests/test_dataflows/helpers.py FlowThread);
+    `state` counts its live keys and entries per step."""
 
     def __init__(self, cfg: Config, settings: WatchSettings, workers: int = 1) -> None:
-        from bytewax.testing import cluster_main, run_main
-
         from dataflows.watchtower import build_flow
 
-        self.error: BaseException | None = None
-        self._stop = threading.Event()
-        self.state = StateSizes()  # this flow's live keys and entries per step
-        flow = build_flow(cfg, stop=self._stop, settings=settings, sizes=self.state)
-        epoch = timedelta(seconds=cfg.epoch_interval_s)
-
-        def target() -> None:
-            try:
-                if workers == 1:
-                    run_main(flow, epoch_interval=epoch)
-                else:  # one process, several workers: keys are exchanged between them
-                    cluster_main(flow, [], 0, epoch_interval=epoch,
-                                 worker_count_per_proc=workers)
-            except BaseException as exc:  # surfaced in __exit__
-                self.error = exc
-
-        self._thread = threading.Thread(target=target, daemon=True)
-
-    def __enter__(self) -> WatchThread:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self._thread.join(timeout=60)
-        assert not self._thread.is_alive(), "the watchtower did not stop within 60 s"
-        if self.error is not None:
-            raise self.error
+        self.state = StateSizes()
+        super().__init__(cfg, lambda c, stop: build_flow(c, stop=stop, settings=settings,
+                                                         sizes=self.state),
+                         workers=workers, join_timeout=60.0)
 
 
 class AlertReader:
