@@ -13,26 +13,15 @@ from __future__ import annotations
 
 from typing import Any
 
+from state.offsets import PartitionOffsets
 
-class OffsetStore:
+
+class OffsetStore(PartitionOffsets):
     """Next offsets of one (bridge, destination) pair."""
 
     def __init__(self, client: Any, prefix: str, bridge: str, destination: str) -> None:
-        self._client = client
-        self.key = f"{prefix}:alert-bridge:{bridge}:{destination}"
+        super().__init__(client, f"{prefix}:alert-bridge:{bridge}:{destination}")
 
-    def load(self) -> dict[tuple[str, int], int]:
-        """Every stored (topic, partition) -> next offset."""
-        out: dict[tuple[str, int], int] = {}
-        for field, value in self._client.hgetall(self.key).items():
-            topic, _, part = _text(field).rpartition("#")
-            out[(topic, int(part))] = int(value)
-        return out
-
-    def commit(self, topic: str, partition: int, next_offset: int) -> None:
+    def commit_one(self, topic: str, partition: int, next_offset: int) -> None:
         """Record that everything before `next_offset` is delivered (or deliberately skipped)."""
-        self._client.hset(self.key, f"{topic}#{partition}", next_offset)
-
-
-def _text(value: bytes | str) -> str:
-    return value.decode() if isinstance(value, bytes) else value
+        self.commit({(topic, partition): next_offset})

@@ -30,6 +30,7 @@ import orjson
 from operators.edge.messages import EdgeEffect
 from state.ledger import Ledger, LedgerInputError
 from state.ledger_codec import CHUNK, _chunks, _day, _group, _int, _name, _text
+from state.offsets import PartitionOffsets
 
 __all__ = ["EdgeEffect", "EdgeSync", "EffectResult", "LinkProgress", "LinkStatus"]
 
@@ -109,7 +110,7 @@ def _result(effect: EdgeEffect, code: Any) -> EffectResult:
     return EffectResult(effect, "deficit" if kind == "d" else "rejected", sku, int(amount))
 
 
-class LinkProgress:
+class LinkProgress(PartitionOffsets):
     """Next offset per source partition of one link, stored on the link's destination side.
 
     Written only after the destination acknowledged every message before those offsets, so a
@@ -118,25 +119,7 @@ class LinkProgress:
     """
 
     def __init__(self, client: Any, prefix: str, site: str, link: str) -> None:
-        self._client = client
-        self.key = f"{prefix}:edge:{site}:{link}:offsets"
-
-    def load(self) -> dict[tuple[str, int], int]:
-        out: dict[tuple[str, int], int] = {}
-        for field, value in self._client.hgetall(self.key).items():
-            topic, _, part = _text(field).rpartition("#")
-            out[(topic, int(part))] = int(value)
-        return out
-
-    def commit(self, offsets: Mapping[tuple[str, int], int]) -> None:
-        if offsets:
-            self._client.hset(self.key, mapping={f"{t}#{p}": o for (t, p), o in offsets.items()})
-
-    def reset(self, offsets: Mapping[tuple[str, int], int] | None = None) -> None:
-        """Forget (or set) the progress: the link re-sends from there (operators, tests)."""
-        self._client.delete(self.key)
-        if offsets:
-            self.commit(offsets)
+        super().__init__(client, f"{prefix}:edge:{site}:{link}:offsets")
 
 
 class LinkStatus:

@@ -89,7 +89,7 @@ class DestinationWorker:
                         continue
                     if not self._handle(msg.value()):
                         return  # stopping mid-delivery: not committed, redelivered next time
-                    self.store.commit(msg.topic(), msg.partition(), msg.offset() + 1)
+                    self.store.commit_one(msg.topic(), msg.partition(), msg.offset() + 1)
         finally:
             consumer.close()
 
