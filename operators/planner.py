@@ -170,7 +170,7 @@ class Planner:
                 continue
             b = best_l[row]
             if b < 0:
-                why = self._why_none(full, cands, row)
+                why = why_none(full, cands, row)
                 if row in prep.restricted and why != "no-stock":
                     why = "restricted-by-rules"
                 out.append(Unroutable(why))
@@ -185,28 +185,25 @@ class Planner:
                                     scores, lanes, now_ms))
         return out
 
-    def _why_none(self, batch: BatchInput, cands: Any, row: int) -> str:
-        if cands.offsets[row + 1] > cands.offsets[row]:
-            return "lanes-blocked-or-full"
-        l0, l1 = batch.line_offsets[row], batch.line_offsets[row + 1]
-        for j in range(l0, l1):
-            if batch.atp[:, batch.line_sku[j]].max(initial=0) < batch.line_qty[j]:
-                return "no-stock"
-        return "no-coverage"
+    def shipments(self, batch: BatchInput, cands: Any, row: int, m: int, lanes: LaneArrays,
+                  now_ms: int) -> list[Shipment]:
+        """The shipments of candidate ``m`` of batch order ``row`` (also the evaluator's)."""
+        s = int(cands.service[m])
+        assign = cands.assignment(m).tolist()
+        if int(cands.n_nodes[m]) == 1:
+            # Fast path (most orders): the candidate's features already are its one shipment.
+            x = cands.X[m].tolist()
+            return [Shipment(assign[0], s, tuple(range(len(assign))), int(cands.est_ms[m]),
+                             x[Feature.DISTANCE_KM], x[Feature.COST])]
+        return self._split_shipments(batch, row, assign, s, int(batch.dest_region[row]), lanes,
+                                     now_ms)
 
     def _unpack(self, order: OrderData, batch: BatchInput, cands: Any, row: int, m: int,
                 m2: int, scores: np.ndarray, lanes: LaneArrays, now_ms: int) -> Plan:
         s = int(cands.service[m])
         est_ms = int(cands.est_ms[m])
         region = int(batch.dest_region[row])
-        assign = cands.assignment(m).tolist()
-        if int(cands.n_nodes[m]) == 1:
-            # Fast path (most orders): the candidate's features already are its one shipment.
-            x = cands.X[m].tolist()
-            shipments = [Shipment(assign[0], s, tuple(range(len(assign))), est_ms,
-                                  x[Feature.DISTANCE_KM], x[Feature.COST])]
-        else:
-            shipments = self._split_shipments(batch, row, assign, s, region, lanes, now_ms)
+        shipments = self.shipments(batch, cands, row, m, lanes, now_ms)
         runner = None
         if m2 >= 0:
             runner = RunnerUp(tuple(cands.nodes(m2)), int(cands.service[m2]), float(scores[m2]))
@@ -246,3 +243,15 @@ class Planner:
                          + net.service_per_kg[s] * kg + net.service_per_100km[s] * dist / 100.0)
             shipments.append(Shipment(node, s, tuple(lines), est, dist, cost))
         return shipments
+
+
+def why_none(batch: BatchInput, cands: Any, row: int) -> str:
+    """Why batch order ``row`` has no feasible candidate: candidates but all masked, a line no
+    node holds enough of, or no lane covers it (also the evaluator's)."""
+    if cands.offsets[row + 1] > cands.offsets[row]:
+        return "lanes-blocked-or-full"
+    l0, l1 = batch.line_offsets[row], batch.line_offsets[row + 1]
+    for j in range(l0, l1):
+        if batch.atp[:, batch.line_sku[j]].max(initial=0) < batch.line_qty[j]:
+            return "no-stock"
+    return "no-coverage"

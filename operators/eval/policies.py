@@ -36,12 +36,10 @@ from operators.candidates import (
     CandidateSet,
     LaneArrays,
     build_candidates,
-    haversine_km,
-    ready_ms,
 )
 from operators.network import Network
 from operators.network import haversine_km as haversine_np
-from operators.planner import EXHAUSTED, Plan, Planner, Prepared, Shipment, Unroutable
+from operators.planner import EXHAUSTED, Plan, Planner, Prepared, Shipment, Unroutable, why_none
 from operators.scoring import Feature, Weights, score_batch
 
 __all__ = [
@@ -208,7 +206,7 @@ def plan_with_scores(planner: Planner, prep: Prepared, atp: np.ndarray, load: np
             continue
         lo, hi = int(cands.offsets[row]), int(cands.offsets[row + 1])
         if ok[hi] == ok[lo]:  # no feasible candidate (the kernel's best == -1)
-            out.append(Unroutable(_why_none(full, lo, hi, row)))
+            out.append(Unroutable(why_none(full, cands, row)))
             continue
         c = chosen[row]
         if c < 0:
@@ -241,42 +239,7 @@ def _plan(shipments: list[Shipment], est: int, score: float, reasons: tuple[str,
                 reasons, **risk)
 
 
-def _why_none(batch: BatchInput, lo: int, hi: int, row: int) -> str:
-    """The planner's reasons: candidates but all masked, a line nobody holds, or no lane."""
-    if hi > lo:
-        return "lanes-blocked-or-full"
-    for j in range(int(batch.line_offsets[row]), int(batch.line_offsets[row + 1])):
-        if batch.atp[:, batch.line_sku[j]].max(initial=0) < batch.line_qty[j]:
-            return "no-stock"
-    return "no-coverage"
-
-
 def shipments_of(planner: Planner, batch: BatchInput, cands: CandidateSet, row: int, m: int,
-               lanes: LaneArrays, now_ms: int) -> list[Shipment]:
-    """One shipment per node of candidate ``m``, with the kernel's estimate, distance, cost."""
-    net = planner.arrays
-    s = int(cands.service[m])
-    assign = cands.assignment(m).tolist()
-    if int(cands.n_nodes[m]) == 1:
-        x = cands.X[m]
-        return [Shipment(assign[0], s, tuple(range(len(assign))), int(cands.est_ms[m]),
-                         float(x[Feature.DISTANCE_KM]), float(x[Feature.COST]))]
-    lat, lng = float(batch.dest_lat[row]), float(batch.dest_lng[row])
-    region = int(batch.dest_region[row])
-    l0 = int(batch.line_offsets[row])
-    by_node: dict[int, list[int]] = {}
-    for i, node in enumerate(assign):
-        by_node.setdefault(node, []).append(i)
-    out = []
-    for node, lines in by_node.items():
-        kg = float(sum(batch.line_kg[l0 + i] for i in lines))
-        dist = float(haversine_km(net.node_lat[node], net.node_lng[node], lat, lng))
-        o = int(net.node_region[node])
-        est = round(ready_ms(now_ms, net.node_utc_offset[node], net.node_cutoff_hour[node],
-                             net.node_handling_hours[node])
-                    + net.lane_transit_mean[o, region, s] * MS_PER_DAY
-                    + lanes.delay_hours[o, region, s] * MS_PER_HOUR)
-        cost = float(net.node_handling_cost[node] + net.service_base_cost[s]
-                     + net.service_per_kg[s] * kg + net.service_per_100km[s] * dist / 100.0)
-        out.append(Shipment(node, s, tuple(lines), est, dist, cost))
-    return out
+                 lanes: LaneArrays, now_ms: int) -> list[Shipment]:
+    """One shipment per node of candidate ``m``: the planner's own unpacking."""
+    return planner.shipments(batch, cands, row, m, lanes, now_ms)
