@@ -150,3 +150,11 @@ class FlowThread:
             f"the flow did not stop within {self._join_timeout:.0f} s")
         if self.error is not None:
             raise self.error
+
+
+def wait_until(predicate: Any, timeout: float = 30.0) -> None:
+    """Poll `predicate` every 50 ms; fail the test if it is not true within `timeout`."""
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, "condition not met in time"
+        time.sleep(0.05)

@@ -6,20 +6,17 @@ from __future__ import annotations
 
 import time
 
-import pytest
-
 from fulfil.config import Config
 from operators.network import load_default
 from state.ledger import Ledger
 from state.redis_client import connect
 from tests.test_dataflows.helpers import (
     FlowThread,
-    create_topics,
-    make_config,
     order,
     publish,
     read_outputs,
     stock,
+    wait_until,
 )
 
 NET = load_default()
@@ -28,25 +25,14 @@ RJ = {"lat": -22.90, "lng": -43.20, "postal": "20040"}
 HOUR = 3_600_000
 
 
-@pytest.fixture
-def cfg(bootstrap: str, redis_url: str, topic_prefix: str) -> Config:
-    cfg = make_config(bootstrap, redis_url, topic_prefix)
-    create_topics(cfg)
-    return cfg
 
-
-def _wait(predicate, timeout: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        assert time.monotonic() < deadline, "condition not met in time"
-        time.sleep(0.05)
 
 
 def test_a_forecast_outage_moves_open_orders_off_the_lane_before_pickup(cfg: Config) -> None:
     publish(cfg, "inventory", [stock(SP_NODE, "sku-a", 100)])
     with FlowThread(cfg):
         ledger = Ledger(connect(cfg.redis_url), cfg.redis_prefix)
-        _wait(lambda: ledger.stock(SP_NODE, "sku-a")[0] == 100)
+        wait_until(lambda: ledger.stock(SP_NODE, "sku-a")[0] == 100)
         publish(cfg, "orders", [order("open", [("sku-a", 2)], **RJ),
                                 order("shipped", [("sku-a", 1)], **RJ)])
         first = {d["order_id"]: d for d in
@@ -56,7 +42,7 @@ def test_a_forecast_outage_moves_open_orders_off_the_lane_before_pickup(cfg: Con
             "type": "shipment.tracking", "event_id": "t-1", "shipment_id": "shipped/1",
             "order_id": "shipped", "carrier": ship["carrier"], "service": ship["service"],
             "node_id": SP_NODE, "status": "picked_up", "occurred_at": int(time.time() * 1000)}])
-        _wait(lambda: ledger.stock(SP_NODE, "sku-a")[0] == 99)  # the pick-up went through
+        wait_until(lambda: ledger.stock(SP_NODE, "sku-a")[0] == 99)  # the pick-up went through
         used = first["open"]["shipments"][0]
         now = int(time.time() * 1000)
         # storm forecast: the carrier's lanes into RJ close in 6 hours, for a day
@@ -86,7 +72,7 @@ def test_a_second_order_to_the_same_address_is_merged_onto_the_first_parcel(cfg:
     customer = {"id": "c-42", "tier": "standard"}
     with FlowThread(cfg), FlowThread(cfg, consolidation_flow):
         ledger = Ledger(connect(cfg.redis_url), cfg.redis_prefix)
-        _wait(lambda: ledger.stock(b.id, "sku-y")[0] == 10)
+        wait_until(lambda: ledger.stock(b.id, "sku-y")[0] == 10)
         publish(cfg, "orders", [order("first", [("sku-x", 1)], customer=customer, **home)])
         read_outputs(cfg, lambda o: len(o.decisions) >= 1)
         publish(cfg, "orders", [order("second", [("sku-y", 1)], customer=customer, **home)])
@@ -111,7 +97,7 @@ def test_deliveries_teach_the_model_and_the_next_orders_see_the_slow_lane(cfg: C
     publish(cfg, "inventory", [stock(SP_NODE, "sku-a", 100)])
     with FlowThread(cfg):
         ledger = Ledger(connect(cfg.redis_url), cfg.redis_prefix)
-        _wait(lambda: ledger.stock(SP_NODE, "sku-a")[0] == 100)
+        wait_until(lambda: ledger.stock(SP_NODE, "sku-a")[0] == 100)
         publish(cfg, "orders", [order("before", [("sku-a", 1)], promise_days=4, **RJ)])
         before = read_outputs(cfg, lambda o: len(o.decisions) >= 1).decisions[0]
         used = before["shipments"][0]
@@ -125,7 +111,7 @@ def test_deliveries_teach_the_model_and_the_next_orders_see_the_slow_lane(cfg: C
             for i in range(60)])
         board = connect(cfg.redis_url)
         key = f"SP|RJ|{used['carrier']}/{used['service']}"
-        _wait(lambda: board.hexists(f"{cfg.redis_prefix}:transit", key))
+        wait_until(lambda: board.hexists(f"{cfg.redis_prefix}:transit", key))
         learned = orjson.loads(board.hget(f"{cfg.redis_prefix}:transit", key))
         time.sleep(0.5)  # > lane_refresh_ms: the routers have read the board
         publish(cfg, "orders", [order("after", [("sku-a", 1)], promise_days=4, **RJ)])

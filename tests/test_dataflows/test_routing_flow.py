@@ -3,30 +3,23 @@
 from __future__ import annotations
 
 import orjson
-import pytest
 
 from operators.network import load_default
 from state.ledger import Ledger
 from state.redis_client import connect
 from tests.test_dataflows.helpers import (
     FlowThread,
-    create_topics,
-    make_config,
     order,
     publish,
     read_outputs,
     stock,
+    wait_until,
 )
 
 NET = load_default()
 SP_NODE = next(n.id for n in NET.nodes if n.region == "SP")
 
 
-@pytest.fixture
-def cfg(bootstrap, redis_url, topic_prefix):
-    c = make_config(bootstrap, redis_url, topic_prefix)
-    create_topics(c)
-    return c
 
 
 def test_should_route_every_valid_order_exactly_once_and_dead_letter_bad_ones(cfg):
@@ -40,7 +33,7 @@ def test_should_route_every_valid_order_exactly_once_and_dead_letter_bad_ones(cf
     with FlowThread(cfg):
         # inventory must be applied before the orders arrive: wait for the ledger
         ledger = Ledger(connect(cfg.redis_url), cfg.redis_prefix)
-        _wait(lambda: ledger.stock(SP_NODE, "sku-b")[0] == 100)
+        wait_until(lambda: ledger.stock(SP_NODE, "sku-b")[0] == 100)
         publish(cfg, "orders", orders)
         publish(cfg, "orders", bad, key="bad")
         out = read_outputs(cfg, lambda o: len(o.decisions) >= 40 and len(o.dead) >= 5)
@@ -68,7 +61,7 @@ def test_should_report_unroutable_orders_as_decisions_and_dead_letters(cfg):
     publish(cfg, "inventory", [stock(SP_NODE, "sku-a", 1)])
     with FlowThread(cfg):
         ledger = Ledger(connect(cfg.redis_url), cfg.redis_prefix)
-        _wait(lambda: ledger.stock(SP_NODE, "sku-a")[0] == 1)
+        wait_until(lambda: ledger.stock(SP_NODE, "sku-a")[0] == 1)
         publish(cfg, "orders", [order("o-1", [("sku-a", 1)]), order("o-2", [("sku-a", 1)]),
                                 order("o-3", [("sku-unknown", 1)])])
         out = read_outputs(cfg, lambda o: len(o.decisions) >= 3 and len(o.dead) >= 2)
@@ -87,7 +80,7 @@ def test_should_release_stock_on_cancel_and_reroute_on_address_change(cfg):
     o = order("o-1", [("sku-a", 2)])  # São Paulo
     with FlowThread(cfg):
         ledger = Ledger(connect(cfg.redis_url), cfg.redis_prefix)
-        _wait(lambda: all(ledger.stock(n.id, "sku-a")[0] == 10 for n in NET.nodes))
+        wait_until(lambda: all(ledger.stock(n.id, "sku-a")[0] == 10 for n in NET.nodes))
         publish(cfg, "orders", [o])
         first = read_outputs(cfg, lambda out: len(out.decisions) >= 1).decisions[0]
         node1 = first["shipments"][0]["node_id"]
@@ -113,16 +106,6 @@ def test_should_release_stock_on_cancel_and_reroute_on_address_change(cfg):
     assert all(ledger.stock(n.id, "sku-a") == (10, 0, 10) for n in NET.nodes)
 
 
-def _wait(predicate, timeout: float = 20.0) -> None:
-    import time
-
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(0.05)
-    raise AssertionError("condition not met in time")
-
 
 def test_should_reserve_nothing_twice_when_orders_are_replayed_after_a_crash(cfg):
     # given: a first run routes 30 orders competing for 20 units spread over two nodes
@@ -130,7 +113,8 @@ def test_should_reserve_nothing_twice_when_orders_are_replayed_after_a_crash(cfg
     publish(cfg, "inventory", [stock(SP_NODE, "sku-a", 12), stock(other, "sku-a", 8)])
     ledger = Ledger(connect(cfg.redis_url), cfg.redis_prefix)
     with FlowThread(cfg):
-        _wait(lambda: ledger.stock(other, "sku-a")[0] == 8 and ledger.stock(SP_NODE, "sku-a")[0])
+        wait_until(lambda: ledger.stock(other, "sku-a")[0] == 8
+                   and ledger.stock(SP_NODE, "sku-a")[0])
         publish(cfg, "orders", [order(f"o-{i}", [("sku-a", 1)]) for i in range(30)])
         first = read_outputs(cfg, lambda o: len(o.decisions) >= 30)
     after_first = (ledger.stock(SP_NODE, "sku-a"), ledger.stock(other, "sku-a"))
@@ -152,7 +136,7 @@ def test_should_avoid_a_carrier_during_its_outage_in_the_destination_region(cfg)
     rj = {"lat": -22.90, "lng": -43.20, "postal": "20040"}
     with FlowThread(cfg):
         ledger = Ledger(connect(cfg.redis_url), cfg.redis_prefix)
-        _wait(lambda: ledger.stock(SP_NODE, "sku-a")[0] == 100)
+        wait_until(lambda: ledger.stock(SP_NODE, "sku-a")[0] == 100)
         publish(cfg, "orders", [order("before", [("sku-a", 1)], **rj)])
         before = read_outputs(cfg, lambda o: len(o.decisions) >= 1).decisions[0]
         carrier = before["shipments"][0]["carrier"]
@@ -161,7 +145,7 @@ def test_should_avoid_a_carrier_during_its_outage_in_the_destination_region(cfg)
                   "occurred_at": before["timings"]["event_time"]}
         publish(cfg, "carrier-status", [outage])
         board = connect(cfg.redis_url)
-        _wait(lambda: board.hlen(f"{cfg.redis_prefix}:lanes") == 1)
+        wait_until(lambda: board.hlen(f"{cfg.redis_prefix}:lanes") == 1)
         import time
 
         time.sleep(0.2)  # > lane_refresh_ms: every router has seen the board
@@ -179,7 +163,7 @@ def test_should_consume_stock_on_pickup_and_dead_letter_bad_inventory_and_carrie
     publish(cfg, "inventory", [stock(SP_NODE, "sku-a", 10)])
     with FlowThread(cfg):
         ledger = Ledger(connect(cfg.redis_url), cfg.redis_prefix)
-        _wait(lambda: ledger.stock(SP_NODE, "sku-a")[0] == 10)
+        wait_until(lambda: ledger.stock(SP_NODE, "sku-a")[0] == 10)
         publish(cfg, "orders", [order("o-1", [("sku-a", 3)])])
         decision = read_outputs(cfg, lambda o: len(o.decisions) >= 1).decisions[0]
         shipment = decision["shipments"][0]
@@ -190,7 +174,7 @@ def test_should_consume_stock_on_pickup_and_dead_letter_bad_inventory_and_carrie
                   "occurred_at": decision["timings"]["decided_at"]}
         publish(cfg, "carrier-status", [picked])
         # then the reserved units leave the shelf: on-hand and reserved both drop by 3
-        _wait(lambda: ledger.stock(SP_NODE, "sku-a") == (7, 0, 7))
+        wait_until(lambda: ledger.stock(SP_NODE, "sku-a") == (7, 0, 7))
         publish(cfg, "inventory", [{**stock(SP_NODE, "sku-a", 5, version=2), "on_hand": -1}])
         publish(cfg, "carrier-status", [{"type": "lane.status", "carrier": "correios"}])
         out = read_outputs(cfg, lambda o: len(o.dead) >= 2)
