@@ -4,41 +4,38 @@ This is where pure planning (`operators.planner`) meets durable state (`state.*`
 
 1. decode + validate every event; failures become dead letters;
 2. split into *waves* in which each order appears once (events of one order stay in order);
-3. per wave: read the orders' records (one round trip), release what re-routes and cancels free,
-   read availability for the wave's skus (one round trip), plan all new routings in one kernel
-   call, write the planned records *before* reserving (so a crash can never leave a reservation
-   nobody knows about), reserve (one Lua call per node), and re-plan the orders that lost a race
-   against fresh availability (a few rounds at most);
+3. per wave: read the orders' records (one round trip), release what cancels free, apply the
+   business rules, read availability for the wave's skus (one round trip), plan all new routings
+   in one kernel call, write the planned records *before* reserving (so a crash can never leave
+   a reservation nobody knows about), reserve (one Lua call per node), release what re-routes
+   replaced once their new plan is held, and re-plan the orders that lost a race against fresh
+   availability (a few rounds at most);
 4. emit one decision per event (re-emitting the recorded decision for replays, byte for byte).
 
-Idempotency rests on two things: reservations are idempotent by order id per node, and the order
-book holds the plan before it is reserved. See docs/DESIGN.md and state/orderbook.py.
+Idempotency rests on two things: reservations are idempotent by reservation id per node, and
+the order book holds the plan before it is reserved. See docs/DESIGN.md, state/orderbook.py and
+docs/predictive.md; the re-planning policies (rules, moves, joins) are in router_moves.py.
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-import numpy as np
-import orjson
 import redis
 
 from dataflows.connectors import KafkaConnectorError, OutMessage, RawMessage
+from dataflows.router_moves import Pending, PlanMoves, requests_for, state_problem
 from fulfil import metrics
 from fulfil.config import Config
 from operators.candidates import LaneArrays
 from operators.consolidation import ship_to
 from operators.deadletters import dead_letter
 from operators.decisions import (
-    RulesInfo,
-    approval_request,
     cancelled_decision,
-    held_decision,
     routed_decision,
     unroutable_decision,
 )
@@ -54,7 +51,7 @@ from operators.orders import (
     with_destination,
 )
 from operators.planner import EXHAUSTED, Plan, Planner, Unroutable
-from operators.rules import EMPTY, Outcome, RuleSet, empty_ruleset, order_facts
+from operators.rules import RuleSet, empty_ruleset
 from schemas.enums import DecisionStatus, OrderEventType
 from schemas.errors import ValidationError
 from schemas.validation import decode_and_validate
@@ -72,7 +69,6 @@ _INFRA_ERRORS = (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError
                  redis.exceptions.BusyLoadingError, KafkaConnectorError)
 _ROUTED = metrics.DECISIONS.labels(status="routed")
 _UNROUTABLE = metrics.DECISIONS.labels(status="unroutable")
-_HELD = metrics.DECISIONS.labels(status="held")
 _LATENCY = metrics.EVENT_TO_DECISION
 Out = tuple[str, OutMessage]
 
@@ -97,29 +93,6 @@ def dead_out(dlq_topic: str, raw: RawMessage, step: str, code: str, message: str
     return raw.topic, OutMessage(dlq_topic, raw.topic.encode(), value)
 
 
-def _requests(rid: str, reservations: Mapping[str, list[list[Any]]],
-              previous: Mapping[str, Any] | None) -> list[ReserveRequest]:
-    """Reserve requests of a plan; where the replaced plan also used the node, its units are
-    credited (see state/lua/reserve.lua)."""
-    old = previous["reservations"] if previous else {}
-    credit = previous["resv_id"] if previous else None
-    return [ReserveRequest(rid, node, tuple((s, int(q)) for s, q in lines),
-                           credit if node in old else None)
-            for node, lines in reservations.items()]
-
-
-def _state_problem(kind: str, rec: OrderRecord | None) -> tuple[str, str] | None:
-    """(dead-letter code, why) when an order's state rules out `kind`, else None."""
-    if rec is None:
-        return "unknown-order", "no such order"
-    if rec.status == DecisionStatus.CANCELLED:
-        return "unknown-order", "order is already cancelled"
-    held = rec.status == DecisionStatus.HELD
-    if kind in (OrderEventType.APPROVED, OrderEventType.REJECTED) and not held:
-        return "invalid-state", f"order is {rec.status}, not held for approval"
-    return None
-
-
 def waves(items: Sequence[tuple[RawMessage, dict]]) -> Iterator[list[tuple[RawMessage, dict]]]:
     """Consecutive runs in which no order id repeats, so a wave can be handled in bulk."""
     wave: list[tuple[RawMessage, dict]] = []
@@ -135,34 +108,7 @@ def waves(items: Sequence[tuple[RawMessage, dict]]) -> Iterator[list[tuple[RawMe
         yield wave
 
 
-@dataclass
-class _Pending:
-    """An event whose order needs (re)planning in this wave."""
-
-    raw: RawMessage
-    event: dict
-    order: OrderData
-    version: int
-    reasons: list[str] = field(default_factory=list)
-    approved: bool = False  # an approver released it: rule holds no longer apply
-    #: The reservation this version replaces ({"resv_id", "reservations"}): kept until the new
-    #: plan is held, credited where both use a node, released once the new decision is final.
-    previous: Mapping[str, Any] | None = None
-    #: A proactive re-route (order.reroute_requested): the record it may replace. The order
-    #: keeps this plan unless a different feasible one is taken in full.
-    keep: OrderRecord | None = None
-    #: A consolidation request: ship on this earlier order's parcel ({order_id, node_id,
-    #: carrier, service}) if that keeps the promise and costs less (operators.consolidation).
-    join: Mapping[str, Any] | None = None
-    outcome: Outcome = EMPTY
-    rules_info: RulesInfo = None
-
-    @property
-    def priority(self) -> int:
-        return self.order.priority if self.outcome.priority is None else self.outcome.priority
-
-
-class Router:
+class Router(PlanMoves):
     """Routes batches of order events; one instance per bytewax worker thread."""
 
     def __init__(self, config: Config, network: Network, client: Any,
@@ -190,13 +136,6 @@ class Router:
         self._transit_version = 0
 
     # -- outputs -------------------------------------------------------------------------------
-
-    def _decision(self, order_id: str, payload: bytes) -> Out:
-        return order_id, OutMessage(self.decisions_topic, order_id.encode(), payload)
-
-    def _approval(self, order: OrderData, decision: bytes) -> Out:
-        body = approval_request(orjson.loads(decision), order)
-        return order.order_id, OutMessage(self.approvals_topic, order.order_id.encode(), body)
 
     def _dead(self, raw: RawMessage, step: str, code: str, message: str, now: int,
               field_: str = "", rule: str = "") -> Out:
@@ -257,7 +196,7 @@ class Router:
                    if ev["type"] == OrderEventType.CREATED}
         raw_records = self._read(list(dict.fromkeys(ev["order_id"] for _, ev in wave)),
                                  created.values(), day)
-        pending: list[_Pending] = []
+        pending: list[Pending] = []
         replays: list[tuple[RawMessage, dict, OrderRecord]] = []
         releases: dict[str, list[str]] = {}
         cancels: list[tuple[RawMessage, dict, OrderRecord]] = []
@@ -269,18 +208,18 @@ class Router:
             if rec is not None and (replayed or kind == OrderEventType.CREATED):
                 replays.append((raw, ev, rec))
             elif kind == OrderEventType.CREATED:
-                pending.append(_Pending(raw, ev, created[oid], 1))
+                pending.append(Pending(raw, ev, created[oid], 1))
             elif kind == OrderEventType.REROUTE_REQUESTED:
                 if rec is None or rec.status != DecisionStatus.ROUTED or not rec.reservations:
                     metrics.REROUTES.labels(outcome="not-open").inc()  # shipped, gone, held
                 else:
                     join = ev.get("join")
-                    pending.append(_Pending(
+                    pending.append(Pending(
                         raw, ev, rec.order, rec.version + 1,
                         ["consolidated"] if join else ["rerouted", ev["reason"]],
                         previous={"resv_id": rec.resv_id, "reservations": rec.reservations},
                         keep=rec, join=join))
-            elif (problem := _state_problem(kind, rec)) is not None:
+            elif (problem := state_problem(kind, rec)) is not None:
                 out.append(self._dead(raw, "route-orders", problem[0],
                                       f"{kind} for {oid!r}: {problem[1]}", now, "order_id"))
             else:
@@ -291,13 +230,13 @@ class Router:
                     self._invalidate(rec)
                     cancels.append((raw, ev, rec))
                 elif kind == OrderEventType.APPROVED:
-                    pending.append(_Pending(raw, ev, rec.order, rec.version + 1, ["approved"],
+                    pending.append(Pending(raw, ev, rec.order, rec.version + 1, ["approved"],
                                             approved=True))
                 else:  # an address change: re-route, moving the reservation (never both/neither)
                     order = with_destination(rec.order, ev["destination"])
                     previous = ({"resv_id": rec.resv_id, "reservations": rec.reservations}
                                 if rec.reservations else None)
-                    pending.append(_Pending(raw, ev, order, rec.version + 1, ["address-changed"],
+                    pending.append(Pending(raw, ev, order, rec.version + 1, ["address-changed"],
                                             previous=previous))
         pending.extend(self._replay(replays, day, out))
         if releases:
@@ -321,24 +260,24 @@ class Router:
         return parse_get(replies[: len(get_cmds)])
 
     def _replay(self, replays: list[tuple[RawMessage, dict, OrderRecord]], day: str,
-                out: list[Out]) -> list[_Pending]:
+                out: list[Out]) -> list[Pending]:
         """Re-apply recorded plans (idempotent) and re-emit their decisions unchanged."""
         if not replays:
             return []
         requests = [req for _, _, rec in replays if rec.status == DecisionStatus.ROUTED
-                    for req in _requests(rec.resv_id, rec.reservations, rec.previous)]
+                    for req in requests_for(rec.resv_id, rec.reservations, rec.previous)]
         results = self.ledger.reserve(requests, day) if requests else []
         short = {r.order_id for r in results if r.status == "short"}
         if short:
             self._compensate(results, short, day)
         self._release_previous([rec for _, _, rec in replays if rec.previous
                                 and rec.resv_id not in short], day)
-        again: list[_Pending] = []
+        again: list[Pending] = []
         for raw, ev, rec in replays:
             oid = rec.order.order_id
             if rec.resv_id in short and rec.event_id == ev["event_id"]:
                 # Recorded but never reserved (crash in between) and the stock is gone: route anew.
-                again.append(_Pending(raw, ev, rec.order, rec.version, ["replayed"],
+                again.append(Pending(raw, ev, rec.order, rec.version, ["replayed"],
                                       previous=rec.previous))
             else:
                 metrics.REPLAYS.inc()
@@ -389,60 +328,8 @@ class Router:
             self._lane_version, self._lane_minute = self.lanes.version, minute
         return self._lane_arrays
 
-    def _apply_rules(self, pending: list[_Pending], now: int) -> tuple[list[_Pending], list[Out]]:
-        """Evaluate the business rules in force; hold what they hold (decision + approval
-        request, nothing reserved) and return the rest, most urgent first so they claim scarce
-        stock first."""
-        rules = self._rules()
-        if not rules.rules:
-            return pending, []
-        info_base = {"version": rules.version}
-        held: dict[str, bytes] = {}
-        out: list[Out] = []
-        go: list[_Pending] = []
-        for p in pending:
-            region = None
-            if "destination.region" in rules.fields:
-                where = self.network.locate(p.order.destination)
-                region = self.network.regions[where[2]] if where is not None else None
-            o = rules.evaluate(order_facts(p.order, region, rules), p.order.event_time)
-            if p.approved and o.hold is not None:
-                o = replace(o, hold=None)
-            p.outcome = o
-            p.rules_info = {**info_base, "hit": list(o.hit), "tags": list(o.tags)}
-            for rule_id in o.hit:
-                hits = self._rule_hits.get(rule_id)
-                if hits is None:
-                    hits = self._rule_hits[rule_id] = metrics.RULE_HITS.labels(rule=rule_id)
-                hits.inc()
-            if o.hold is None:
-                go.append(p)
-                continue
-            payload = held_decision(p.order, p.version, p.event, o.hold, p.raw.received_ms, now,
-                                    self.network.version, p.rules_info, p.priority)
-            oid = p.order.order_id
-            held[oid] = OrderRecord(p.event["event_id"], p.version, DecisionStatus.HELD, payload,
-                                    p.order, {}).dumps()
-            _HELD.inc()
-            out += [self._decision(oid, payload), self._approval(p.order, payload)]
-        if held:
-            self.book.put_many(held)  # before anything is emitted, like every other decision
-        go.sort(key=lambda p: -p.priority)  # stable: equal priorities keep arrival order
-        return go, out
 
-    def _still_open(self, pending: list[_Pending]) -> list[_Pending]:
-        """Drop proactive re-routes of orders whose reservation is gone (picked up meanwhile:
-        a parcel in the carrier's hands is not re-routed)."""
-        checks = [(p, node) for p in pending if p.keep is not None for node in p.keep.reservations]
-        if not checks:
-            return pending
-        held = self.ledger.holds([(node, p.keep.resv_id) for p, node in checks])  # type: ignore[union-attr]
-        gone = {id(p) for (p, _), ok in zip(checks, held, strict=True) if not ok}
-        if gone:
-            metrics.REROUTES.labels(outcome="not-open").inc(len(gone))
-        return [p for p in pending if id(p) not in gone]
-
-    def _plan_and_reserve(self, pending: list[_Pending], now: int, day: str) -> list[Out]:
+    def _plan_and_reserve(self, pending: list[Pending], now: int, day: str) -> list[Out]:
         pending, out = self._apply_rules(self._still_open(pending), now)
         if not pending:
             return out
@@ -458,10 +345,10 @@ class Router:
             self._credit_own_holds(pending, prep.skus, atp)
 
             plans = self.planner.plan(prep, atp, load, lanes, now)
-            decided: dict[str, tuple[_Pending, Plan | Unroutable, bytes]] = {}  # by resv id
+            decided: dict[str, tuple[Pending, Plan | Unroutable, bytes]] = {}  # by resv id
             records: dict[str, bytes] = {}
             requests: list[ReserveRequest] = []
-            exhausted: list[_Pending] = []
+            exhausted: list[Pending] = []
             for p, plan in zip(pending, plans, strict=True):
                 if isinstance(plan, Unroutable) and plan.reason == EXHAUSTED:
                     if round_no + 1 < MAX_RACE_ROUNDS:
@@ -479,7 +366,7 @@ class Router:
                 payload, rec = self._record(p, plan, now)
                 decided[rec.resv_id] = (p, plan, payload)
                 records[p.order.order_id] = rec.dumps()
-                requests.extend(_requests(rec.resv_id, rec.reservations, p.previous))
+                requests.extend(requests_for(rec.resv_id, rec.reservations, p.previous))
             results = self._write_then_reserve(records, requests, day) if records else []
             for req, res in zip(requests, results, strict=True):
                 if res.status == "reserved":
@@ -489,8 +376,8 @@ class Router:
             lost = {r.order_id for r in results if r.status == "short"}
             if lost:
                 self._compensate(results, lost, day)
-            retry: list[_Pending] = exhausted
-            final: list[_Pending] = []
+            retry: list[Pending] = exhausted
+            final: list[Pending] = []
             for rid, (p, plan, payload) in decided.items():
                 if rid in lost and round_no + 1 < MAX_RACE_ROUNDS:
                     metrics.RACES_LOST.inc()
@@ -532,7 +419,7 @@ class Router:
             return parse(self.ledger.execute(res_cmds))
         return parse(self.ledger.execute(put_cmds + res_cmds)[len(put_cmds):])
 
-    def _record(self, p: _Pending, plan: Plan | Unroutable, now: int) -> tuple[bytes, OrderRecord]:
+    def _record(self, p: Pending, plan: Plan | Unroutable, now: int) -> tuple[bytes, OrderRecord]:
         ev = p.event
         rid = reservation_id(p.order.order_id, p.version)
         if isinstance(plan, Unroutable):
@@ -556,7 +443,7 @@ class Router:
         return payload, OrderRecord(ev["event_id"], p.version, DecisionStatus.ROUTED, payload,
                                     p.order, reservations, rid, p.previous)
 
-    def _emit(self, p: _Pending, plan: Plan | Unroutable, payload: bytes, now: int) -> list[Out]:
+    def _emit(self, p: Pending, plan: Plan | Unroutable, payload: bytes, now: int) -> list[Out]:
         oid = p.order.order_id
         out = [self._decision(oid, payload)]
         if isinstance(plan, Unroutable):
@@ -568,77 +455,4 @@ class Router:
         _LATENCY.observe(max(0, now - p.event["occurred_at"]) / 1000.0)
         return out
 
-    def _join_constraint(self, outcome: Outcome, join: Mapping[str, Any]) -> Outcome:
-        """Only the earlier order's node and carrier service (on top of the rules' limits)."""
-        node_ok = np.zeros(len(self.node_ids), dtype=np.bool_)
-        k = self.network.node_index.get(join["node_id"])
-        if k is not None:
-            node_ok[k] = True
-        svc_ok = np.array([s.carrier == join["carrier"] and s.service == join["service"]
-                           for s in self.network.services], dtype=np.bool_)
-        if outcome.node_ok is not None:
-            node_ok &= outcome.node_ok
-        if outcome.svc_ok is not None:
-            svc_ok &= outcome.svc_ok
-        return replace(outcome, node_ok=node_ok, svc_ok=svc_ok)
-
-    def _joining_pays(self, p: _Pending, plan: Plan) -> bool:
-        """Sharing the earlier parcel keeps the promise and costs less than the order's own
-        parcel: the joined plan's cost minus one parcel's fixed costs (the node's handling, the
-        service's base price), which the shared parcel does not pay twice."""
-        assert p.keep is not None and len(plan.shipments) == 1
-        s = plan.shipments[0]
-        fixed = (self.network.nodes[s.node].handling_cost
-                 + self.network.services[s.service].base_cost)
-        own = float(orjson.loads(p.keep.decision).get("cost") or 0.0)
-        return plan.est_ms <= p.order.promised_by and plan.cost - fixed < own
-
-    def _same_route(self, plan: Plan, rec: OrderRecord) -> bool:
-        """Does `plan` ship from the same nodes with the same carrier services as `rec`?"""
-        new = {(self.node_ids[s.node], self.network.services[s.service].carrier,
-                self.network.services[s.service].service) for s in plan.shipments}
-        old = {(s["node_id"], s["carrier"], s["service"])
-               for s in orjson.loads(rec.decision)["shipments"]}
-        return new == old
-
-    def _credit_own_holds(self, pending: list[_Pending], skus: list[str], atp: Any) -> None:
-        """A re-routed order may keep its units: what its previous plan holds counts as
-        available to it (the ledger credits the same, see state/lua/reserve.lua)."""
-        column = None
-        for p in pending:
-            if not p.previous:
-                continue
-            column = column or {sku: j for j, sku in enumerate(skus)}
-            for node, lines in p.previous["reservations"].items():
-                k = self.network.node_index.get(node)
-                for sku, qty in lines:
-                    if k is not None and sku in column:
-                        atp[k, column[sku]] += int(qty)
-
-    def _release_previous(self, items: Iterable[_Pending | OrderRecord], day: str) -> None:
-        """Release the reservations these re-routes replaced (idempotent: a replay may repeat
-        it, and a node the new plan also uses keeps the new reservation, a different id)."""
-        releases: dict[str, list[str]] = {}
-        for item in items:
-            prev = item.previous
-            assert prev is not None
-            for node, lines in prev["reservations"].items():
-                releases.setdefault(node, []).append(prev["resv_id"])
-                self.stock.invalidate(sku for sku, _ in lines)
-        if releases:
-            self.ledger.release(releases, day)
-
-    def _invalidate(self, rec: OrderRecord) -> None:
-        """Stock a release gives back: the cached ATP of those skus is stale."""
-        for lines in rec.reservations.values():
-            self.stock.invalidate(sku for sku, _ in lines)
-
-    def _compensate(self, results: list[Any], orders: set[str], day: str) -> None:
-        """Release what a partly reserved (split) order did get, so nothing is left half-held."""
-        held: dict[str, list[str]] = {}
-        for r in results:
-            if r.order_id in orders and r.status in ("reserved", "already"):
-                held.setdefault(r.node_id, []).append(r.order_id)
-        if held:
-            self.ledger.release(held, day)
 
