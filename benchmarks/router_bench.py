@@ -20,6 +20,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -85,6 +86,8 @@ def run(args: argparse.Namespace, templates: list[tuple[bytes, bytes]], url: str
         n = sum(len(b) for b in timed)
         client.config_resetstat()
         prof = cProfile.Profile() if args.profile else None
+        redis_cpu0 = _redis_cpu_s(client)
+        cpu0 = time.process_time()
         t0 = time.perf_counter()
         if prof:
             prof.enable()
@@ -97,6 +100,8 @@ def run(args: argparse.Namespace, templates: list[tuple[bytes, bytes]], url: str
         if prof:
             prof.disable()
         dt = time.perf_counter() - t0
+        cpu = time.process_time() - cpu0
+        redis_cpu = _redis_cpu_s(client) - redis_cpu0
         info = client.info("commandstats")
         server_us = sum(v["usec"] for k, v in info.items() if k.startswith("cmdstat_"))
         for k, v in sorted(info.items(), key=lambda kv: -kv[1]["usec"])[:6]:
@@ -105,11 +110,18 @@ def run(args: argparse.Namespace, templates: list[tuple[bytes, bytes]], url: str
     print(f"orders timed      {n:,} in batches of {args.batch} ({outputs:,} outputs)")
     print(f"per order         {dt / n * 1e6:.1f} µs  ->  {n / dt:,.0f} orders/s on one core")
     print(f"redis server time {server_us / n:.1f} µs per order (all commands)")
+    print(f"CPU per order     engine {cpu / n * 1e6:.1f} µs, "
+          f"redis-server {redis_cpu / n * 1e6:.1f} µs (steadier than wall time on shared cores)")
     ms = sorted(t * 1000 for t in took)
     print(f"batch time ms     p50 {ms[len(ms) // 2]:.1f}  p99 {ms[int(len(ms) * 0.99)]:.1f}  "
           f"max {ms[-1]:.1f}")
     if prof:
         pstats.Stats(prof).sort_stats(args.sort).print_stats(args.top)
+
+
+def _redis_cpu_s(client: Any) -> float:
+    info = client.info("cpu")
+    return float(info["used_cpu_user"]) + float(info["used_cpu_sys"])
 
 
 if __name__ == "__main__":

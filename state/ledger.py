@@ -50,6 +50,7 @@ from state.ledger_codec import (
     _parse_record,
     _text,
 )
+from state.redis_client import pipeline
 
 __all__ = [
     "MAX_QTY",
@@ -201,10 +202,7 @@ class Ledger:
         if not commands:
             return []
         started = time.perf_counter()
-        pipe = self._client.pipeline(transaction=False)
-        for command in commands:
-            pipe.execute_command(*command)
-        replies = pipe.execute(raise_on_error=False)
+        replies = pipeline(self._client, commands)
         if self._observe is not None:
             self._observe(self._op(commands), time.perf_counter() - started)
         return replies

@@ -22,11 +22,12 @@ import contextlib
 from typing import Any
 from urllib.parse import unquote
 
+import hiredis
 import redis
 from redis.cluster import ClusterNode, RedisCluster
-from redis.exceptions import RedisClusterException
+from redis.exceptions import RedisClusterException, ResponseError
 
-__all__ = ["RedisConfigError", "RedisUnavailable", "connect", "redact"]
+__all__ = ["RedisConfigError", "RedisUnavailable", "connect", "pipeline", "redact"]
 
 _PLAIN = ("redis", "rediss", "unix")
 _CLUSTER = ("redis+cluster", "rediss+cluster")
@@ -167,3 +168,54 @@ def _host_port(text: str, shown: str) -> tuple[str, int]:
     if not host or port is None or (port and not port.isdigit()):
         raise RedisConfigError(f"bad cluster node {text!r} in {shown}; expected host:port")
     return host, int(port or 6379)
+
+
+def pipeline(client: redis.Redis | RedisCluster, commands: list[tuple[Any, ...]]) -> list[Any]:
+    """Run ``commands`` in one round trip; replies in order, error replies as exception values.
+
+    Same results as ``client.pipeline(transaction=False)`` + ``execute(raise_on_error=False)``
+    (the client's own reply callbacks, its retry policy), at about half the client CPU on a
+    standalone server: redis-py 8 packs every argument in a Python generator and wraps each
+    pipeline in observability hooks, which for the router's batches (40 HMGETs of a few hundred
+    fields, a few hundred SET/EVALSHA) cost more than the server's work. Here each command is
+    packed by hiredis in C and the replies are read straight off one pooled connection.
+    A cluster client keeps redis-py's cluster pipeline (it splits commands by slot).
+    """
+    if not commands:
+        return []
+    if isinstance(client, RedisCluster):
+        pipe = client.pipeline(transaction=False)
+        for command in commands:
+            pipe.execute_command(*command)
+        return pipe.execute(raise_on_error=False)
+    pool = client.connection_pool
+    conn = pool.get_connection()
+    try:
+        return conn.retry.call_with_retry(
+            lambda: _send_read(client, conn, commands), lambda _error: conn.disconnect())
+    except BaseException:
+        conn.disconnect()  # replies may be left unread: never hand a desynced socket back
+        raise
+    finally:
+        pool.release(conn)
+
+
+def _send_read(client: redis.Redis, conn: Any, commands: list[tuple[Any, ...]]) -> list[Any]:
+    packed = []
+    for command in commands:
+        try:
+            packed.append(hiredis.pack_command(command))
+        except TypeError:  # an argument type hiredis does not pack: redis-py's own packer
+            packed.extend(conn.pack_command(*command))
+    conn.send_packed_command([b"".join(packed)], check_health=False)
+    callbacks = client.response_callbacks
+    replies: list[Any] = []
+    for command in commands:
+        try:
+            reply = conn.read_response()
+        except ResponseError as exc:
+            replies.append(exc)
+            continue
+        callback = callbacks.get(command[0])
+        replies.append(reply if callback is None else callback(reply))
+    return replies
