@@ -20,14 +20,17 @@ Targets (issue 6): 100% of valid orders accepted and decided at the edge; p99 lo
 the decision's own `decided_at - event_time` (the order event's timestamp, set just before it is
 produced: the edge broker hop in, validation, routing, the Redis round trips); the script also
 reports what a consumer of the edge's decisions topic sees (one more broker hop). Node capacity
-is not enforced here (two stores do not ship thousands of parcels a day). Prints figures; asserts
-nothing.
+is not enforced here (two stores do not ship thousands of parcels a day). The link process serves
+its Prometheus metrics (`--metrics-port`), which the script samples once a second and reports
+(what an SRE's dashboard would show), with the machine's load average at the start and the end
+(the machine may be shared). Prints figures; asserts nothing.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import random
 import subprocess
 import sys
@@ -44,6 +47,7 @@ sys.path.insert(0, str(ROOT))
 import numpy as np  # noqa: E402
 import orjson  # noqa: E402
 from confluent_kafka import OFFSET_BEGINNING, Consumer, Producer, TopicPartition  # noqa: E402
+from prometheus_client.parser import text_string_to_metric_families  # noqa: E402
 
 from dataflows.connectors import ensure_topics, list_partitions  # noqa: E402
 from fulfil.demo import start_engine, stop_engine  # noqa: E402
@@ -112,6 +116,55 @@ class Tap(threading.Thread):
         self.join(10)
 
 
+def scrape(port: int) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    """The link process's fulfil_edge_* samples, {(name, sorted labels): value}; {} if down."""
+    from urllib.request import urlopen
+
+    try:
+        with urlopen(f"http://127.0.0.1:{port}/metrics", timeout=2) as resp:
+            text = resp.read().decode()
+    except OSError:
+        return {}
+    return {(s.name, tuple(sorted(s.labels.items()))): s.value
+            for f in text_string_to_metric_families(text) for s in f.samples
+            if s.name.startswith("fulfil_edge_")}
+
+
+def _get(samples: dict[Any, float], name: str, **labels: str) -> float:
+    return sum(v for (n, ls), v in samples.items() if n == name
+               and labels.items() <= dict(ls).items())
+
+
+class MetricsSampler(threading.Thread):
+    """Scrapes the link process once a second: the worst backlog and age it showed, and how
+    many scrapes saw each link down."""
+
+    def __init__(self, port: int) -> None:
+        super().__init__(daemon=True)
+        self.port, self._halt = port, threading.Event()
+        self.max_age = self.max_backlog = 0.0
+        self.down: Counter[str] = Counter()
+        self.scrapes = 0
+
+    def run(self) -> None:
+        while not self._halt.wait(1.0):
+            got = scrape(self.port)
+            if not got:
+                continue
+            self.scrapes += 1
+            self.max_age = max(self.max_age, _get(got, "fulfil_edge_oldest_unsent_age_seconds",
+                                                  link="uplink"))
+            self.max_backlog = max(self.max_backlog, _get(got, "fulfil_edge_backlog_events",
+                                                          link="uplink"))
+            for link in ("uplink", "downlink"):
+                if _get(got, "fulfil_edge_link_up", link=link) == 0:
+                    self.down[link] += 1
+
+    def stop(self) -> None:
+        self._halt.set()
+        self.join(5)
+
+
 def read_all(bootstrap: str, topics: list[str]) -> dict[str, list[Any]]:
     """Every record (value bytes, headers) of the topics, read to their end."""
     c = Consumer({"bootstrap.servers": bootstrap, "group.id": "bench-check",
@@ -156,17 +209,19 @@ def start(work: Path) -> dict[str, Any]:
     (work / "site.json").write_text(json.dumps(site))
     procs = start_engine(Stack(cb, cr, work), PREFIX, extra=["--start-from", "earliest"])
     procs.append(_spawn(work, "edge-engine", "run"))
-    procs.append(_spawn(work, "edge-link", "link"))
+    metrics_port = free_port()
+    procs.append(_spawn(work, "edge-link", "link", "--metrics-port", str(metrics_port)))
     return {"servers": [cb, cr, eb, er], "relays": [kafka_relay, redis_relay], "procs": procs,
             "central": central, "edge": edge, "central_redis": f"redis://127.0.0.1:{cr.port}/0",
-            "edge_redis": f"redis://127.0.0.1:{er.port}/0", "work": work}
+            "edge_redis": f"redis://127.0.0.1:{er.port}/0", "work": work,
+            "metrics_port": metrics_port}
 
 
-def _spawn(work: Path, name: str, command: str) -> subprocess.Popen:
+def _spawn(work: Path, name: str, command: str, *extra: str) -> subprocess.Popen:
     """`fulfil edge <command>` as its own process, logging to the work directory."""
     log = open(work / f"{name}.log", "ab")  # noqa: SIM115 - lives as long as the process
     return subprocess.Popen([sys.executable, "-m", "fulfil.cli", "edge", command, "--site",
-                             str(work / "site.json")], cwd=ROOT, stdout=log,
+                             str(work / "site.json"), *extra], cwd=ROOT, stdout=log,
                             stderr=subprocess.STDOUT, start_new_session=True)
 
 
@@ -177,6 +232,7 @@ def site_stock(url: str, skus: list[str]) -> dict[tuple[str, str], tuple[int, in
 
 def run(args: argparse.Namespace) -> None:
     random.seed(7)
+    load_start = os.getloadavg()
     work = Path(tempfile.mkdtemp(prefix="edge-outage-"))
     env = start(work)
     kafka_relay, redis_relay = env["relays"]
@@ -200,6 +256,8 @@ def run(args: argparse.Namespace) -> None:
             time.sleep(1 / args.rate)
         tap = Tap(env["edge"], f"{PREFIX}decisions")
         tap.start()
+        sampler = MetricsSampler(env["metrics_port"])
+        sampler.start()
         print(f"warm: site stock at the centre; flapping the link {args.down:.0f} s down / "
               f"{args.up:.0f} s up for {args.duration:.0f} s; {args.rate:.0f} edge orders/s, "
               f"{args.central_rate:.0f} central orders/s (logs: {work})")
@@ -215,7 +273,8 @@ def run(args: argparse.Namespace) -> None:
                 # is re-sent, and the receivers must make that harmless
                 env["procs"][-1].kill()
                 env["procs"][-1].wait()
-                env["procs"][-1] = _spawn(env["work"], "edge-link", "link")
+                env["procs"][-1] = _spawn(env["work"], "edge-link", "link", "--metrics-port",
+                                          str(env["metrics_port"]))
                 killed = True
             target = started + i / args.rate
             if target > time.monotonic():
@@ -253,7 +312,13 @@ def run(args: argparse.Namespace) -> None:
               f"{len(kafka_relay.stats.cuts)} cuts{kill}; link up again, converging ...")
         converged = _converge(env, skus, sent, tap)
         tap.stop()
+        sampler.stop()
         _report(env, args, sent, invalid, tap, converged, skus)
+        _report_metrics(env, sampler)
+        load_end = os.getloadavg()
+        print(f"load average (1/5/15 min): {' '.join(f'{x:.2f}' for x in load_start)} at the "
+              f"start, {' '.join(f'{x:.2f}' for x in load_end)} at the end "
+              f"({os.cpu_count()} cores)")
     finally:
         stop_engine(env["procs"])
         for relay in env["relays"]:
@@ -347,6 +412,33 @@ def _report(env: dict[str, Any], args: argparse.Namespace, sent: dict[str, Any],
              "zero lost", "zero double-applied")
     print("\ntargets: " + "; ".join(f"{n}: {'met' if m else 'MISSED'}"
                                     for n, m in zip(names, ok, strict=True)))
+
+
+def _report_metrics(env: dict[str, Any], sampler: MetricsSampler) -> None:
+    """What the link process's /metrics showed (docs/edge.md#metrics)."""
+    got = scrape(env["metrics_port"])
+    if not got:
+        print("\nlink metrics: the link process did not answer")
+        return
+
+    def kinds(name: str, label: str, **labels: str) -> str:
+        vals: Counter[str] = Counter()
+        for (n, ls), v in got.items():
+            d = dict(ls)
+            if n == name and labels.items() <= d.items():
+                vals[d[label]] += int(v)
+        return ", ".join(f"{k} {v}" for k, v in sorted(vals.items())) or "none"
+
+    print(f"\n== link metrics (fulfil_edge_*, {sampler.scrapes} scrapes, 1/s) ==")
+    print(f"scrapes with the link down: uplink {sampler.down['uplink']}, downlink "
+          f"{sampler.down['downlink']}; worst uplink backlog {sampler.max_backlog:.0f} events, "
+          f"oldest unsent {sampler.max_age:.1f} s")
+    print(f"forwarded up: {kinds('fulfil_edge_events_forwarded_total', 'topic', link='uplink')}")
+    print(f"forwarded down: "
+          f"{kinds('fulfil_edge_events_forwarded_total', 'topic', link='downlink')}")
+    print(f"duplicates dropped: {kinds('fulfil_edge_duplicates_dropped_total', 'kind')}; "
+          f"conflicts: {kinds('fulfil_edge_conflicts_total', 'kind')}; link state: "
+          f"{kinds('fulfil_edge_link_state_entries', 'side')} entries")
 
 
 def main() -> None:

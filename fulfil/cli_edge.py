@@ -6,7 +6,8 @@ Kept out of `fulfil/cli.py`, which only calls `register(subparsers)`.
     fulfil edge topics  --site site.json                create the registry's topics at the edge
     fulfil edge run     --site site.json [--workers N]  the routing engine on the edge's own
                                                         broker + Redis, plus the handoff
-    fulfil edge link    --site site.json [--only uplink|downlink]   the links to the centre
+    fulfil edge link    --site site.json [--only uplink|downlink] [--metrics-port P]
+                                                        the links to the centre
     fulfil edge status  --site site.json [--json]       link state, backlog, oldest unsent
 
 Exit codes: 0 ok, 2 bad usage or configuration (the message names the setting).
@@ -98,11 +99,16 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_link(args: argparse.Namespace) -> int:
-    from fulfil.edge.link import Downlink, Uplink
+    from fulfil.edge.downlink import Downlink
+    from fulfil.edge.link import Uplink
 
     settings = _settings(args)
     _logs(settings.edge)
     stop = _stop_on_signals()
+    if args.metrics_port:  # the links' own /metrics (docs/edge.md#metrics)
+        from fulfil import metrics
+
+        metrics.serve(args.metrics_port, settings.edge.metrics_addr)
     kinds = {"uplink": Uplink, "downlink": Downlink}
     failed: list[BaseException] = []
 
@@ -155,6 +161,8 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
                      help="do not close handed-off orders here (another process does)")
     link = cmd("link", "run the uplink and the downlink to the centre", cmd_link)
     link.add_argument("--only", choices=["uplink", "downlink"], help="run one link only")
+    link.add_argument("--metrics-port", type=int,
+                      help="Prometheus /metrics port of the links (fulfil_edge_*)")
     status = cmd("status", "link state, backlog to send, age of the oldest unsent event",
                  cmd_status)
     status.add_argument("--json", action="store_true", help="machine-readable")

@@ -15,13 +15,16 @@ that work, and all of them live here, behind `state/` like every other use of Re
   which is when `fulfil edge status` is read).
 
 Keys (prefix `P`): `P:{n:NODE}:edge` (hash, per node, beside the ledger's keys: same hash tag),
+`P:{n:NODE}:edge:t` (sorted set: orders whose link state is terminal, by when; `EdgeSync.prune`
+forgets those older than the retention horizon, `lua/edge_prune.lua`),
 `P:edge:<site>:<link>:offsets` (hash `topic#partition` -> next offset), `P:edge:<site>:status`
 (hash of fields `<link>.<name>`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import time
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -59,13 +62,21 @@ class EdgeSync:
     def __init__(self, ledger: Ledger) -> None:
         self._ledger = ledger
         self._sha = ledger.sha("edge_apply")
+        self._prune_sha = ledger.sha("edge_prune")
 
     def edge_key(self, node_id: str) -> str:
         """The node's link-state hash: same hash tag as its stock and reservations."""
         return self._ledger.node_keys(node_id)[0].rpartition(":")[0] + ":edge"
 
-    def apply(self, effects: Sequence[EdgeEffect], mode: str) -> list[EffectResult]:
-        """Apply effects (one EVALSHA per node and chunk, ONE round trip); results in order."""
+    def index_key(self, node_id: str) -> str:
+        """The node's index of terminal link states by time (same hash tag)."""
+        return self.edge_key(node_id) + ":t"
+
+    def apply(self, effects: Sequence[EdgeEffect], mode: str,
+              now_ms: int | None = None) -> list[EffectResult]:
+        """Apply effects (one EVALSHA per node and chunk, ONE round trip); results in order.
+        `now_ms` stamps the states that become terminal (the prune horizon counts from it)."""
+        now = str(int(time.time() * 1000) if now_ms is None else now_ms)
         if mode not in _MODES:
             raise LedgerInputError(f"mode must be 'force' or 'check'; got {mode!r}")
         groups = _group((e.node_id, (i, _pack(e))) for i, e in enumerate(effects))
@@ -74,14 +85,28 @@ class EdgeSync:
         for node, items in groups.items():
             stock, resv = self._ledger.node_keys(node)
             for chunk in _chunks(items, CHUNK):
-                commands.append(("EVALSHA", self._sha, 3, stock, resv, self.edge_key(node), mode,
-                                 "\t".join(p for _, p in chunk)))
+                commands.append(("EVALSHA", self._sha, 4, stock, resv, self.edge_key(node),
+                                 self.index_key(node), mode, "\t".join(p for _, p in chunk),
+                                 now))
                 slots.append([i for i, _ in chunk])
         results: list[EffectResult | None] = [None] * len(effects)
         for indices, reply in zip(slots, self._ledger.execute(commands), strict=True):
             for i, code in zip(indices, reply, strict=True):
                 results[i] = _result(effects[i], code)
         return [r for r in results if r is not None]
+
+    def prune(self, nodes: Iterable[str], older_than_ms: int, limit: int = 1000) -> int:
+        """Forget the link states of orders that hold nothing at these nodes and turned
+        terminal at or before `older_than_ms` (at most `limit` per node); ONE round trip."""
+        commands = [("EVALSHA", self._prune_sha, 3, self._ledger.node_keys(n)[1],
+                     self.edge_key(n), self.index_key(n), str(int(older_than_ms)), str(limit))
+                    for n in nodes]
+        return sum(int(r) for r in self._ledger.execute(commands)) if commands else 0
+
+    def size(self, nodes: Iterable[str]) -> int:
+        """How many link-state fields the nodes hold (the bounded-state metric)."""
+        commands = [("HLEN", self.edge_key(n)) for n in nodes]
+        return sum(int(r) for r in self._ledger.execute(commands)) if commands else 0
 
     def state(self, node_id: str, order_id: str) -> str | None:
         """The raw link state of an order at a node (tests and diagnostics)."""

@@ -46,6 +46,12 @@ class LinkSettings:
     #: The downlink applies the centre's claims only once the uplink has sent everything the
     #: edge did meanwhile (docs/edge.md#conflicts); off only for tests of the gate itself.
     gate_claims: bool = True
+    #: How long the link state of an order that holds nothing at a site node any more is kept
+    #: (docs/edge.md#bounded-link-state). Must exceed the retention of the topics the links
+    #: read (a link can re-send only what they still hold); 7 days by default.
+    state_retention_s: float = 7 * 86_400.0
+    #: How often each link prunes the link state of the side it applies effects on.
+    prune_every_s: float = 60.0
 
 
 @dataclass(frozen=True, slots=True)

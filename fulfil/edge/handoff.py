@@ -22,6 +22,7 @@ from confluent_kafka import TopicPartition
 from fulfil.edge.clients import Outbox, consumer, now_ms, redis_client
 from fulfil.edge.config import EdgeSettings
 from fulfil.edge.link import UNREACHABLE, log, partitions
+from fulfil.edge.metrics import LinkMetrics
 from operators.edge.messages import Send, dumps
 from operators.edge.routes import handoff_cancel_for
 from state.edge_sync import LinkProgress, LinkStatus
@@ -42,6 +43,7 @@ class Handoff:
         self.status = LinkStatus(client, edge.redis_prefix, settings.site)
         self.outbox = Outbox(edge, f"fulfil-edge-{settings.site}-handoff", wan=False)
         self.handed_off = 0
+        self.metrics = LinkMetrics(settings.site, self.name)
 
     def run(self) -> None:
         c = consumer(self.s.edge, f"fulfil-edge-{self.s.site}-handoff", wan=False)
@@ -54,11 +56,13 @@ class Handoff:
             while not self.stop.is_set():
                 try:
                     self._step(c)
+                    self.metrics.up(now_ms())
                     if time.monotonic() - reported > 1.0:
                         reported = time.monotonic()
                         self.status.set(self.name, state="up", last_ok=now_ms())
                 except UNREACHABLE as exc:  # the edge's own broker or Redis: wait for it
                     log.warning("handoff %s: %s", self.s.site, exc)
+                    self.metrics.down()
                     with contextlib.suppress(*UNREACHABLE):
                         self.status.set(self.name, state="down", error=str(exc)[:300])
                     self.stop.wait(self.s.link.retry_s)
@@ -87,6 +91,8 @@ class Handoff:
             self.outbox.send(rec for rec, _ in failed)
             raise ConnectionError(f"{len(failed)} cancels not written: {failed[0][1]}")
         self.progress.commit(offsets)
+        self.metrics.consumed(len(msgs))
+        self.metrics.delivered([s.topic for s in sends])
         if sends:
             self.handed_off += len(sends)
             self.status.add(self.name, {"handed_off": len(sends)})

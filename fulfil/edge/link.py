@@ -13,7 +13,10 @@ A restart between 3 and 4 re-sends one batch: every receiver is idempotent (deci
 inventory versions, the router's order book, the edge-apply versions, alert ids, `fulfil-src`).
 
 The uplink (edge -> centre) stores progress and applies effects in the *centre's* Redis; the
-downlink (centre -> edge) in the *edge's*. Both report to `LinkStatus` on the edge's Redis.
+downlink (centre -> edge) in the *edge's*. Both report to `LinkStatus` on the edge's Redis
+and to Prometheus (`fulfil.edge.metrics`), and both prune the link state of the side they apply
+effects on (`EdgeSync.prune`, docs/edge.md#bounded-link-state). The downlink is in
+`fulfil/edge/downlink.py`.
 """
 
 from __future__ import annotations
@@ -36,24 +39,13 @@ from fulfil.edge.clients import (
     link_msg,
     now_ms,
     redis_client,
-    start_offset,
 )
 from fulfil.edge.config import EdgeSettings
-from operators.edge.messages import (
-    REJECTED,
-    REPLAN,
-    Routed,
-    Send,
-    dumps,
-    mirror_topic,
-    oversell_alert,
-    reroute_event,
-)
-from operators.edge.routes import DOWNLINK_TOPICS, UPLINK_TOPICS, downlink_batch, uplink_batch
-from operators.orders import OrderRecord
+from fulfil.edge.metrics import LinkMetrics
+from operators.edge.messages import Routed, Send, mirror_topic
+from operators.edge.routes import UPLINK_TOPICS, uplink_batch
 from state.edge_sync import EdgeSync, LinkProgress, LinkStatus
 from state.ledger import Ledger
-from state.orderbook import OrderBook
 from state.redis_client import RedisUnavailable
 
 log = logging.getLogger("fulfil.edge")
@@ -63,6 +55,8 @@ UNREACHABLE = (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError,
                TimeoutError)
 STATUS_EVERY_S = 0.5
 PROBE_EVERY_S = 1.0
+#: How often a link reports the size of the link state it prunes (one HLEN per site node).
+STATE_EVERY_S = 10.0
 
 
 @dataclass
@@ -73,8 +67,12 @@ class _Work:
     offsets: dict[tuple[str, int], int]
     phase: str = "effects"
     replies: list[Send] = field(default_factory=list)
+    #: downlink: approval verdicts for the edge's orders topic (see `Downlink._approvals`)
+    local: list[Send] = field(default_factory=list)
     #: downlink: the edge topics' end offsets when the batch arrived (see `Downlink.step`)
     gate: dict[str, int] | None = None
+    #: timestamp (ms) of the oldest record of the batch: the age of what waits to cross
+    oldest_ms: int | None = None
 
 
 def partitions(client: Any, topics: list[str], timeout_s: float) -> list[tuple[str, int]]:
@@ -110,6 +108,10 @@ class _Link:
         self._probe_due = 0.0
         self._consumer: Any = None
         self._short: dict[str, str] = {}
+        #: next offset per source partition, as last committed (the backlog counts from it)
+        self._committed: dict[tuple[str, int], int] = {}
+        self.metrics = LinkMetrics(settings.site, self.name)
+        self._prune_due = self._size_due = 0.0
 
     # -- status ---------------------------------------------------------------------------
 
@@ -121,6 +123,9 @@ class _Link:
         if not force and tick < self._status_due:
             return
         self._status_due = tick + STATUS_EVERY_S
+        self.metrics.waiting(self._work.oldest_ms if self._work is not None else None)
+        if self._consumer is not None and self._committed:
+            self.metrics.backlog(self._consumer, self._committed)
         try:
             self.status.set(self.name, state=self.state, since=self.since, last_ok=self.last_ok,
                             error=self.error, **self._extra())
@@ -131,6 +136,7 @@ class _Link:
 
     def _ok(self) -> None:
         self.last_ok = now_ms()
+        self.metrics.up(self.last_ok)
         if self.state != "up":
             log.info("%s of site %s: link up", self.name, self.s.site)
             self.state, self.since, self.error = "up", self.last_ok, ""
@@ -138,6 +144,7 @@ class _Link:
 
     def _down(self, why: str) -> None:
         self.error = why[:300]
+        self.metrics.down()
         if self.state != "down":
             log.warning("%s of site %s: link down: %s", self.name, self.s.site, self.error)
             self.state, self.since = "down", now_ms()
@@ -177,7 +184,34 @@ class _Link:
         if not batch:
             return None
         self.counts["consumed"] += len(batch)
-        return _Work(self.route(batch), offsets)
+        self.metrics.consumed(len(batch))
+        oldest = min((m.timestamp_ms for m in batch if m.timestamp_ms > 0), default=None)
+        return _Work(self.route(batch), offsets, oldest_ms=oldest)
+
+    def _delivered(self, w: _Work) -> None:
+        """Count what the destination acknowledged (once per batch, after delivery)."""
+        records = (*w.routed.sends, *w.routed.dead, *w.local)
+        # the downlink's replies go back to the centre (alerts, re-route requests)
+        self.metrics.delivered([*(s.topic for s in records),
+                                *(f"centre:{s.topic}" for s in w.replies)],
+                               dead=len(w.routed.dead))
+
+    def _prune(self, sync: EdgeSync, side: str) -> None:
+        """Now and then, forget the link state of orders that hold nothing at the site's nodes
+        any more and turned terminal longer than `state_retention_s` ago; report its size."""
+        tick = time.monotonic()
+        if tick < self._size_due:
+            return
+        self._size_due = tick + min(STATE_EVERY_S, self.s.link.prune_every_s)
+        pruned = 0
+        if tick >= self._prune_due:
+            self._prune_due = tick + self.s.link.prune_every_s
+            cutoff = now_ms() - int(self.s.link.state_retention_s * 1000)
+            pruned = sync.prune(self.s.nodes, cutoff)
+        self.metrics.state(side, sync.size(self.s.nodes), pruned)
+        if pruned:
+            log.info("%s of site %s: pruned %d link-state entries (%s)", self.name, self.s.site,
+                     pruned, side)
 
     def route(self, batch: list[Any]) -> Routed:
         raise NotImplementedError
@@ -198,7 +232,6 @@ class Uplink(_Link):
         self._admin_conf = kafka_config(settings.centre, f"{wan}-admin", wan=True)
         self._short = {settings.edge.topic(t): t for t in UPLINK_TOPICS}
         self._centre: tuple[EdgeSync, LinkProgress] | None = None
-        self._committed: dict[tuple[str, int], int] = {}
 
     def _extra(self) -> dict[str, Any]:
         return {"offsets": {f"{t}#{p}": o for (t, p), o in self._committed.items()}}
@@ -239,7 +272,10 @@ class Uplink(_Link):
             if w.routed.effects:
                 for r in sync.apply(w.routed.effects, "force"):
                     self.counts[f"effects.{r.status}"] += 1
+                    if r.status == "stale":
+                        self.metrics.duplicate("effect")
                     if r.status == "deficit":
+                        self.metrics.conflict("centre-deficit")
                         log.warning("uplink %s: %s %s over-allocated by %d at the centre; the "
                                     "edge's sale of %s stands", self.s.site, r.effect.node_id,
                                     r.sku, r.amount, r.effect.order_id)
@@ -256,11 +292,13 @@ class Uplink(_Link):
             if failed:
                 self.outbox.send(rec for rec, _ in failed)
                 raise KafkaConnectorError(f"{len(failed)} records failed: {failed[0][1]}")
+            self._delivered(w)
             w.phase = "commit"
         progress.commit(w.offsets)
         self._committed.update(w.offsets)
         self._work = None
         self._ok()
+        self._prune(sync, "centre")
         try:  # at once, not with the next status report: the downlink's gate reads it
             self.status.set(self.name, **self._extra())
         except UNREACHABLE as exc:
@@ -271,153 +309,7 @@ class Uplink(_Link):
         if tick < self._probe_due:
             return
         self._probe_due = tick + PROBE_EVERY_S
-        _, progress = self._centre_side()
+        sync, progress = self._centre_side()
         progress.load()  # one round trip to the centre: is it there?
         self._ok()
-
-
-class Downlink(_Link):
-    """Centre -> edge: see the module docstring and `operators.edge.routes`."""
-
-    name = "downlink"
-
-    def __init__(self, settings: EdgeSettings, stop: threading.Event | None = None) -> None:
-        super().__init__(settings, stop)
-        wan = f"{settings.link.wan_client_id}-{settings.site}-down"
-        self.edge_out = Outbox(settings.edge, f"fulfil-edge-{settings.site}-down-local",
-                               wan=False)
-        self.centre_out = Outbox(settings.centre, f"{wan}-reply", wan=True)
-        self._wan_id = wan
-        self.sync = EdgeSync(Ledger(self.edge_redis, settings.edge.redis_prefix))
-        self.progress = LinkProgress(self.edge_redis, settings.edge.redis_prefix, settings.site,
-                                     "downlink")
-        self._short = {settings.centre.topic(t): t for t in DOWNLINK_TOPICS}
-        self._book: OrderBook | None = None
-        self._watch: Any = None
-        self._watched: list[tuple[str, int]] = []
-
-    def _assign(self) -> None:
-        if self._consumer is not None:
-            return
-        c = consumer(self.s.centre, self._wan_id, wan=True, start=self.s.link.downlink_start)
-        try:
-            parts = partitions(c, list(self._short), self.timeout_s)
-        except Exception:
-            c.close()
-            raise
-        stored = self.progress.load()
-        first = start_offset(self.s.link.downlink_start)
-        c.assign([TopicPartition(t, p, stored.get((t, p), first)) for t, p in parts])
-        self._consumer = c
-
-    def route(self, batch: list[Any]) -> Routed:
-        return downlink_batch(batch, self.site, now_ms())
-
-    def edge_ends(self) -> dict[str, int]:
-        """End offset of every partition the uplink sends from (the edge's own broker)."""
-        if self._watch is None:
-            self._watch = consumer(self.s.edge, f"fulfil-edge-{self.s.site}-down-gate",
-                                   wan=False)
-            self._watched = partitions(self._watch, [self.s.edge.topic(t)
-                                                     for t in UPLINK_TOPICS], 15)
-        return {f"{t}#{p}": self._watch.get_watermark_offsets(TopicPartition(t, p), 5)[1]
-                for t, p in self._watched}
-
-    def uplink_has(self, ends: dict[str, int]) -> bool:
-        """The uplink has delivered (and committed) everything up to `ends`."""
-        done = self.status.read().get("uplink", {}).get("offsets") or {}
-        return all(int(done.get(k, 0)) >= v for k, v in ends.items())
-
-    def step(self) -> None:
-        self._assign()
-        if self._work is None:
-            self._work = self._consume()
-            if self._work is None:
-                self._idle()
-                return
-            self._ok()
-            if self._work.routed.effects and self.s.link.gate_claims:
-                self._work.gate = self.edge_ends()
-        w = self._work
-        if w.phase == "effects":
-            # Claims wait until the centre has everything the edge did before they arrived
-            # (after an outage: the edge's sales), so the centre re-plans what the edge refuses
-            # on stock figures that include those sales.
-            if w.gate is not None and not self.uplink_has(w.gate):
-                self.counts["gate.waits"] += 1
-                self.stop.wait(0.05)
-                return
-            if w.routed.effects or w.routed.replans:
-                w.replies = self._verdicts(w.routed)
-            w.phase = "send"
-        if w.phase == "send":
-            self.counts["sent"] += self.edge_out.send(w.routed.sends + w.routed.dead)
-            self.counts["dead"] += len(w.routed.dead)
-            self.counts["replies"] += self.centre_out.send(w.replies)
-            w.phase = "deliver"
-        if w.phase == "deliver":
-            for out in (self.edge_out, self.centre_out):
-                failed = out.deliver(self.stop, self.timeout_s,
-                                     lambda: self._down("a broker does not answer"))
-                if self.stop.is_set():
-                    return
-                if failed:
-                    out.send(rec for rec, _ in failed)
-                    raise KafkaConnectorError(f"{len(failed)} records failed: {failed[0][1]}")
-            w.phase = "commit"
-        self.progress.commit(w.offsets)
-        self._work = None
-        self._ok()
-
-    def _verdicts(self, routed: Routed) -> list[Send]:
-        """Apply the centre's claims on the edge's ledger. A rejected one becomes an oversell
-        alert and a re-route request for the centre; a re-route that ended `lost-races` gets
-        its clean re-plan (`operators.edge.messages.reroute_event`). Ids are fixed by the
-        decisions they answer, and nothing is asked for a decision the centre has moved past."""
-        asks: list[tuple[dict[str, Any], str, str, str]] = []  # (decision, node, sku, prefix)
-        replies: list[Send] = []
-        now = now_ms()
-        for r in self.sync.apply(routed.effects, "check") if routed.effects else []:
-            self.counts[f"claims.{r.status}"] += 1
-            if r.status != "rejected":
-                continue
-            e = r.effect
-            decision = routed.claims[(e.node_id, e.order_id)]
-            log.warning("downlink %s: claim %s at %s rejected (%s: %s left)", self.s.site,
-                        decision["decision_id"], e.node_id, r.sku, r.amount)
-            alert = oversell_alert(self.s.site, e.node_id, r.sku or "", decision, r.amount or 0,
-                                   now)
-            replies.append(Send("alerts", alert["dedup_key"].encode(), dumps(alert), ()))
-            asks.append((decision, e.node_id, r.sku or "", REJECTED))
-        asks += [(d, "", "", REPLAN) for d in routed.replans]
-        # one request per decision, even when a split claim was refused at two nodes
-        asks = list({(d["decision_id"], prefix): (d, node, sku, prefix)
-                     for d, node, sku, prefix in reversed(asks)}.values())[::-1]
-        if not asks:
-            return replies
-        if self._book is None:
-            client = redis_client(self.s.centre.redis_url, self.timeout_s)
-            self._book = OrderBook(Ledger(client, self.s.centre.redis_prefix),
-                                   self.s.centre.redis_prefix)
-        records = self._book.get_many([d["order_id"] for d, *_ in asks])
-        for decision, node, sku, prefix in asks:
-            raw = records.get(decision["order_id"])
-            rec = OrderRecord.loads(raw) if raw is not None else None
-            if rec is None or rec.version != int(decision["version"]):
-                # gone, or the centre moved on (a re-route already asked for, a cancel): asking
-                # again for a superseded version would route the order once more
-                self.counts["reroute.superseded"] += 1
-                continue
-            event = reroute_event(decision, dict(rec.order.destination), self.s.site, node, sku,
-                                  prefix=prefix)
-            replies.append(Send("orders", decision["order_id"].encode(), dumps(event), ()))
-            self.counts[f"reroute.{prefix}"] += 1
-        return replies
-
-    def _idle(self) -> None:
-        tick = time.monotonic()
-        if tick < self._probe_due:
-            return
-        self._probe_due = tick + PROBE_EVERY_S
-        partitions(self._consumer, list(self._short)[:1], self.timeout_s)
-        self._ok()
+        self._prune(sync, "centre")

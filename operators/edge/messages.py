@@ -101,6 +101,9 @@ class Routed:
     claims: dict[tuple[str, str], dict[str, Any]] = field(default_factory=dict)
     #: central decisions that ended a rejected claim's first re-route in `lost-races` (downlink)
     replans: list[dict[str, Any]] = field(default_factory=list)
+    #: approval verdicts published centrally, each with the record that would carry it to the
+    #: edge's orders topic; the downlink forwards those of orders the edge holds (downlink)
+    approvals: list[tuple[dict[str, Any], Send]] = field(default_factory=list)
 
     def extend(self, other: Routed) -> None:
         self.sends += other.sends
@@ -108,6 +111,7 @@ class Routed:
         self.dead += other.dead
         self.claims.update(other.claims)
         self.replans += other.replans
+        self.approvals += other.approvals
 
 
 def utc_day(ms: int) -> str:

@@ -11,12 +11,15 @@ Uplink (edge -> centre), per edge record (records the downlink brought are skipp
   its original bytes to `orders` (the handoff); any other dead letter -> `dead-letters`;
 * `carrier-status`: `shipment.tracking` at the site's nodes -> `carrier-status`, and
   `picked_up` -> a ship effect (it consumes the reservation whenever that arrives);
-* `alerts` -> `alerts`; `orders`, `approvals`: the copy only.
+* `approvals` -> `approvals`: an order a rule held at the edge waits in the centre's queue too;
+* `alerts` -> `alerts`; `orders`: the copy only.
 
 Downlink (centre -> edge): `decisions` of central orders that ship from (or, re-routed or
 cancelled, may have held stock at) the site's nodes -> claim effects (check: they must fit);
 `inventory` of the site's nodes born at the centre -> the edge's `inventory`; `config` -> the
-edge's `config`. Records born at an edge are never sent back to one.
+edge's `config`; `orders`: only approval verdicts (`order.approved`, `order.rejected`), as
+candidates the downlink forwards to the edge's `orders` when the order is the edge's (it reads
+the edge's order book). Records born at an edge are never sent back to one.
 
 Bad input never stops a link: what cannot be read becomes a dead letter with the reason.
 """
@@ -53,7 +56,8 @@ from schemas.validation import decode_and_validate
 #: Edge topics the uplink reads, and central topics the downlink reads.
 UPLINK_TOPICS = ("orders", "decisions", "inventory", "dead-letters", "carrier-status", "alerts",
                  "approvals")
-DOWNLINK_TOPICS = ("decisions", "inventory", "config")
+DOWNLINK_TOPICS = ("decisions", "inventory", "config", "orders")
+_VERDICTS = (OrderEventType.APPROVED, OrderEventType.REJECTED)
 _HANDOFF_CODES = (DeadLetterCode.UNROUTABLE, DeadLetterCode.UNKNOWN_ORDER)
 
 
@@ -186,9 +190,20 @@ def _up_alert(msg: LinkMsg, site: Site, out: Routed, now_ms: int) -> None:
     out.sends.append(Send("alerts", msg.key or b"", msg.value or b"", _headers(msg, site.origin)))
 
 
+def _up_approval(msg: LinkMsg, site: Site, out: Routed, now_ms: int) -> None:
+    """A held order's approval request joins the centre's queue (verbatim; `fulfil-origin`
+    says which site holds the order, and the verdict published centrally comes back down)."""
+    request, dead = _invalid(msg, site, "edge-uplink", "approval", now_ms)
+    if request is None:
+        out.dead.append(dead)  # type: ignore[arg-type]
+        return
+    out.sends.append(Send("approvals", msg.key or request["order_id"].encode(),
+                          msg.value or b"", _headers(msg, site.origin)))
+
+
 _UP: dict[str, Callable[[LinkMsg, Site, Routed, int], None]] = {
     "decisions": _up_decision, "inventory": _up_inventory, "dead-letters": _up_dead_letter,
-    "carrier-status": _up_carrier, "alerts": _up_alert,
+    "carrier-status": _up_carrier, "alerts": _up_alert, "approvals": _up_approval,
 }
 
 
@@ -240,8 +255,22 @@ def _down_config(msg: LinkMsg, site: Site, out: Routed, now_ms: int) -> None:
     out.sends.append(Send("config", msg.key or b"", msg.value or b"", _headers(msg, CENTRE)))
 
 
+def _down_order(msg: LinkMsg, site: Site, out: Routed, now_ms: int) -> None:
+    """An approval verdict published centrally may be for an order held at the edge: a
+    candidate (the downlink checks the edge's order book). Any other order event, valid or not,
+    is the centre's own business (its router decides it, or files it as a dead letter)."""
+    try:
+        event = decode_and_validate("order_event", msg.value or b"")
+    except ValidationError:
+        return
+    if event["type"] in _VERDICTS:
+        out.approvals.append((event, Send("orders", msg.key or event["order_id"].encode(),
+                                          msg.value or b"", _headers(msg, CENTRE))))
+
+
 _DOWN: dict[str, Callable[[LinkMsg, Site, Routed, int], None]] = {
     "decisions": _down_decision, "inventory": _down_inventory, "config": _down_config,
+    "orders": _down_order,
 }
 
 
@@ -255,6 +284,30 @@ def downlink(msg: LinkMsg, site: Site, now_ms: int) -> Routed:
     if step is not None:
         step(msg, site, out, now_ms)
     return out
+
+
+def verdict_outcome(event: dict[str, Any], known: tuple[str, str] | None) -> str:
+    """What the downlink does with an approval verdict published centrally, given what the
+    edge's order book holds for the order ((last event id, status), or None):
+
+    * `central`: the edge does not know the order; it is the centre's (its router decides);
+    * `duplicate`: the edge's last event for the order is this very verdict: it is in effect
+      already (a link re-sending the batch in flight after a crash);
+    * `closed`: the order is closed at the edge (rejected, cancelled, handed off to the centre):
+      nothing to approve there; the centre's router, which does not know it either, files the
+      verdict in its dead letters, where the approver sees it;
+    * `forward`: to the edge's orders topic, where the edge's router takes it like a local
+      verdict (a held order is routed or cancelled; one decided meanwhile is refused there as
+      `invalid-state`, a dead letter the uplink brings back up).
+    """
+    if known is None:
+        return "central"
+    event_id, status = known
+    if event_id == event["event_id"]:
+        return "duplicate"
+    if status == DecisionStatus.CANCELLED:
+        return "closed"
+    return "forward"
 
 
 def _decided(msg: LinkMsg) -> tuple[int, str]:

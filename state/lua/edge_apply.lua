@@ -9,11 +9,14 @@ whatever order the effects arrive.
 KEYS[1]  <prefix>:{n:NODE}:stock   hash: oh:<sku>, rs:<sku>, v:<sku>, load:<yyyymmdd>
 KEYS[2]  <prefix>:{n:NODE}:resv    hash: <order_id> -> reservation record (as reserve.lua writes)
 KEYS[3]  <prefix>:{n:NODE}:edge    hash: <order_id> -> link state "version TAB flag [TAB sku TAB atp]"
+KEYS[4]  <prefix>:{n:NODE}:edge:t  sorted set: <order_id> -> when its state became terminal (ms);
+         only orders that hold nothing here are in it (what edge_prune.lua may forget)
 ARGV[1]  "force" (the centre applying an edge's sales: the edge owns its stock, its sales stand)
          or "check" (an edge applying the centre's claims: all-or-nothing, like reserve.lua)
 ARGV[2]  packed batch, TAB-separated, items of two kinds:
          R TAB order TAB version TAB day TAB n (TAB sku TAB qty) x n     (n = 0: holds nothing here)
          S TAB order
+ARGV[3]  now (ms epoch): the time terminal states are indexed at
 
 Link state flags: o open, r rejected (check mode: did not fit), p shipped before any R was seen
 (the next R is applied as a shipment), c closed (shipped; later R are stale).
@@ -36,12 +39,24 @@ S, per order: a record here is shipped (on-hand and reserved drop, record delete
 
 Records use reserve.lua's format ("day\nsku\tqty..."), so release.lua and ship.lua work on them.
 ]]
-local stock, resv, edge = KEYS[1], KEYS[2], KEYS[3]
+local stock, resv, edge, index = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
 local force = ARGV[1] == 'force'
+local now = ARGV[3]
 local f, nf = {}, 0
 for tok in string.gmatch(ARGV[2], '[^\t]+') do
   nf = nf + 1
   f[nf] = tok
+end
+
+-- store an order's link state; index it by time when the order holds nothing here (terminal:
+-- closed, rejected, shipped-before-reserved, or open with nothing reserved), else unindex it
+local function mark(order, value)
+  redis.call('HSET', edge, order, value)
+  if redis.call('HEXISTS', resv, order) == 1 then
+    redis.call('ZREM', index, order)
+  else
+    redis.call('ZADD', index, now, order)
+  end
 end
 
 local function num(field)
@@ -112,13 +127,13 @@ while i <= nf do
     local version = string.format('%d', st and st.version or 0)
     if ship(order) then
       reply = 2
-      redis.call('HSET', edge, order, version .. '\tc')
+      mark(order, version .. '\tc')
     elseif st == nil or st.flag == 'p' then
       reply = 3
-      redis.call('HSET', edge, order, version .. '\tp')
+      mark(order, version .. '\tp')
     else
       reply = 4
-      redis.call('HSET', edge, order, version .. '\tc')
+      mark(order, version .. '\tc')
     end
   else
     local version, day, n = tonumber(f[i + 2]), f[i + 3], tonumber(f[i + 4])
@@ -148,7 +163,7 @@ while i <= nf do
         put('oh:' .. sku, math.max(num('oh:' .. sku) - need[sku], 0))
       end
       reply = 2
-      redis.call('HSET', edge, order, vs .. '\tc')
+      mark(order, vs .. '\tc')
     elseif st and (st.flag == 'c' or version <= st.version) then
       if st.flag == 'r' and version == st.version then
         reply = 'r\t' .. st.sku .. '\t' .. st.atp
@@ -171,7 +186,7 @@ while i <= nf do
         end
         if short then
           reply = 'r\t' .. short
-          redis.call('HSET', edge, order, vs .. '\tr\t' .. short)
+          mark(order, vs .. '\tr\t' .. short)
         else
           local rec = { day }
           for k, sku in ipairs(skus) do
@@ -185,10 +200,10 @@ while i <= nf do
           end
           redis.call('HSET', resv, order, table.concat(rec, '\n'))
           redis.call('HINCRBY', stock, 'load:' .. day, 1)
-          redis.call('HSET', edge, order, vs .. '\to')
+          mark(order, vs .. '\to')
         end
       else
-        redis.call('HSET', edge, order, vs .. '\to')
+        mark(order, vs .. '\to')
       end
     end
   end

@@ -108,15 +108,16 @@ def defined_samples() -> set[str]:
     """Names of every sample the engine's registry can expose (fulfil/*metrics.py + defaults).
 
     Families are read from prometheus_client's default registry after importing every
-    `fulfil.*metrics` module, so a labelled metric that has not been observed yet still counts.
+    `fulfil.*metrics` module (subpackages too: `fulfil.edge.metrics`), so a labelled metric that
+    has not been observed yet still counts.
     """
     from prometheus_client import REGISTRY
 
     import fulfil
 
-    for mod in pkgutil.iter_modules(fulfil.__path__):
-        if mod.name.endswith("metrics"):
-            importlib.import_module(f"fulfil.{mod.name}")
+    for mod in pkgutil.walk_packages(fulfil.__path__, "fulfil."):
+        if mod.name.rpartition(".")[2].endswith("metrics"):
+            importlib.import_module(mod.name)
     return sample_names(REGISTRY.collect())
 
 

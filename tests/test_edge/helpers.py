@@ -29,8 +29,9 @@ from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
 from dataflows.connectors import ensure_topics, list_partitions
 from fulfil.config import Config
 from fulfil.edge.config import EdgeSettings, LinkSettings
+from fulfil.edge.downlink import Downlink
 from fulfil.edge.handoff import Handoff
-from fulfil.edge.link import Downlink, Uplink
+from fulfil.edge.link import Uplink
 from fulfil.edge.relay import Relay
 from fulfil.infra import Server, free_port, start_broker, start_redis
 from schemas.topics import TOPICS

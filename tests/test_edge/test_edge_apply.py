@@ -194,3 +194,62 @@ def test_resending_any_batches_again_changes_nothing(redis_client, history, cuts
     assert on_hand >= 0 and reserved >= 0
     if mode == "check":
         assert reserved <= on_hand  # the edge never promises what it does not have
+
+
+# -- bounded link state ------------------------------------------------------------------------
+
+HOUR_MS = 3_600_000
+
+
+def test_terminal_states_are_pruned_past_the_horizon_and_open_ones_never(ledger):
+    """Given orders that shipped, were rejected, moved away or still hold stock, when the prune
+    runs past the horizon, then only the states of orders holding stock here remain."""
+    sync = EdgeSync(ledger)
+    _stock(ledger, "N1", "a", 5)
+    t0 = 1_700_000_000_000
+    sync.apply([R("shipped", 1, ("a", 1)), R("rejected", 1, ("a", 9)), R("moved", 1, ("a", 1)),
+                R("open", 1, ("a", 1))], "check", now_ms=t0)
+    sync.apply([S("shipped"), R("moved", 2), S("early")], "check", now_ms=t0 + HOUR_MS)
+    assert sync.size(["N1"]) == 5
+    # nothing is old enough yet
+    assert sync.prune(["N1"], older_than_ms=t0 - 1) == 0
+    # the first hour's terminal states go ("rejected"); the second hour's stay until their turn
+    assert sync.prune(["N1"], older_than_ms=t0) == 1
+    assert sync.state("N1", "rejected") is None
+    assert sync.prune(["N1"], older_than_ms=t0 + 10 * HOUR_MS) == 3
+    assert sync.size(["N1"]) == 1 and sync.state("N1", "open") == "1\to"
+    assert ledger.reservation("N1", "open") == (("a", 1),)
+    assert ledger.stock("N1", "a") == (4, 1, 3)  # pruning never touches stock
+
+
+def test_an_order_that_holds_stock_again_is_unindexed(ledger):
+    sync = EdgeSync(ledger)
+    _stock(ledger, "N1", "a", 5)
+    sync.apply([R("o", 1)], "force", now_ms=1)  # nothing is remembered for a bare release
+    sync.apply([R("o", 1, ("a", 1)), R("o", 2)], "force", now_ms=2)  # held, then released
+    sync.apply([R("o", 3, ("a", 2))], "force", now_ms=3)  # holds again
+    assert sync.prune(["N1"], older_than_ms=10) == 0
+    assert sync.state("N1", "o") == "3\to"
+    # a replay of an older version is still recognised as stale
+    assert _statuses(sync.apply([R("o", 2)], "force", now_ms=4)) == ["stale"]
+
+
+def test_the_link_state_stays_bounded_however_many_orders_cross(ledger):
+    """Given a steady stream of orders that are reserved, then ship (or are refused), when the
+    link prunes past a horizon of H after each hour, then the hash never holds more than the
+    open orders plus one horizon's worth of terminal states, however long it runs."""
+    sync = EdgeSync(ledger)
+    _stock(ledger, "N1", "a", 10_000)
+    horizon, per_hour, sizes = 2 * HOUR_MS, 40, []
+    for hour in range(12):
+        now = hour * HOUR_MS
+        batch = [f"h{hour}-{i}" for i in range(per_hour)]
+        sync.apply([R(o, 1, ("a", 1)) for o in batch], "check", now_ms=now)
+        sync.apply([S(o) for o in batch[:-5]], "check", now_ms=now)  # 5 per hour stay open
+        sync.prune(["N1"], older_than_ms=now - horizon, limit=10_000)
+        sizes.append(sync.size(["N1"]))
+    # open orders (5 an hour) plus the terminal states of the last two hours (the horizon):
+    # never the 40 an hour that crossed
+    assert sizes == [5 * (h + 1) + min(h + 1, 2) * (per_hour - 5) for h in range(12)]
+    # and everything still open is still known (its later effects apply exactly once)
+    assert _statuses(sync.apply([S("h0-39")], "check", now_ms=12 * HOUR_MS)) == ["shipped"]

@@ -28,6 +28,7 @@ from operators.edge.routes import (
     is_handoff_decision,
     needs_replan,
     uplink,
+    verdict_outcome,
 )
 from operators.edge.site import site_network
 from operators.network import NetworkError, load_default
@@ -237,3 +238,52 @@ def test_the_oversell_alert_honours_the_alert_contract():
     decode_and_validate("alert", orjson.dumps(alert))
     assert alert["type"] == "edge-oversell"
     assert alert["alert_id"] == f"{alert['dedup_key']}:{T}:r1"  # stable across re-sends
+
+
+# -- holds across the link -----------------------------------------------------------------
+
+
+def _request(oid: str) -> dict[str, Any]:
+    return {"order_id": oid, "decision_id": f"{oid}:v1", "group": "fraud", "reason": "big",
+            "rule": "big", "rules_version": "v1@abc", "held_at": T}
+
+
+def _verdict(kind: str, oid: str, event_id: str = "v-1") -> dict[str, Any]:
+    return {"type": f"order.{kind}", "event_id": event_id, "order_id": oid, "occurred_at": T,
+            "by": "ana"}
+
+
+def test_an_edge_approval_request_joins_the_centres_queue_verbatim():
+    out = uplink(_msg("approvals", _request("h-1"), key=b"h-1"), SITE, T)
+    [copy, request] = out.sends
+    assert copy.topic == "edge.sul.approvals"
+    assert (request.topic, request.key, orjson.loads(request.value)) == \
+        ("approvals", b"h-1", _request("h-1"))
+    assert dict(request.headers)[ORIGIN] == b"edge:sul"
+    broken = uplink(_msg("approvals", {"order_id": "h-2"}), SITE, T)
+    assert [s.topic for s in broken.sends] == ["edge.sul.approvals"] and len(broken.dead) == 1
+
+
+def test_only_central_verdicts_come_down_as_candidates():
+    approved = downlink(_msg("orders", _verdict("approved", "h-1"), key=b"h-1"), SITE, T)
+    [(event, send)] = approved.approvals
+    assert event["order_id"] == "h-1" and (send.topic, send.key) == ("orders", b"h-1")
+    assert dict(send.headers)[ORIGIN] == CENTRE.encode() and not approved.sends
+    assert downlink(_msg("orders", _verdict("rejected", "h-2")), SITE, T).approvals
+    # other order events, invalid ones and verdicts born at an edge are the centre's business
+    for msg in (_msg("orders", _order("o-1")), _msg("orders", b"{broken"),
+                _msg("orders", _verdict("approved", "h-1"), headers=((ORIGIN, b"edge:sul"),))):
+        out = downlink(msg, SITE, T)
+        assert not (out.approvals or out.sends or out.dead)
+
+
+@pytest.mark.parametrize(("known", "outcome"), [
+    (None, "central"),
+    (("v-1", "routed"), "duplicate"),
+    (("v-1", "cancelled"), "duplicate"),
+    (("e-h-1", "cancelled"), "closed"),
+    (("e-h-1", "held"), "forward"),
+    (("e-h-1", "routed"), "forward"),  # the edge's router refuses it, visibly (invalid-state)
+])
+def test_a_verdict_is_forwarded_only_for_an_open_edge_order_not_yet_decided(known, outcome):
+    assert verdict_outcome(_verdict("approved", "h-1"), known) == outcome
