@@ -67,9 +67,15 @@ class ChannelMapping:
             raise ValidationError("schema", "", check, f"{exc} [{Path(self.source).name}]") \
                 from None
         try:
-            return validate("order_event", event)
+            event = validate("order_event", event)
         except ValidationError as exc:
             raise self._explain(exc, scope) from None
+        wide = _wide_int(event)
+        if wide is not None:  # kept verbatim (an extra field): fulfil's topics carry int64 only
+            raise ValidationError("schema", wide, "int64",
+                                  f"{wide} is an integer beyond 64 bits; map it to text "
+                                  f"[{Path(self.source).name}]")
+        return event
 
     def _where(self, rule: Rule) -> str:
         return f"mapping rule {rule.name} ({Path(self.source).name}:{rule.line})"
@@ -195,3 +201,23 @@ def load_mapping(path: str | Path) -> ChannelMapping:
         raise MappingFileError(str(p), [Problem(1, "", f"cannot read the file: {exc}")]) \
             from None
     return compile_mapping(text, str(p))
+
+
+_INT64 = (-(2**63), 2**64 - 1)  # what orjson (and so every fulfil topic) can carry
+
+
+def _wide_int(value: Any, path: str = "") -> str | None:
+    """The path of the first integer outside 64 bits in a mapped event, or None. The exact
+    decoder keeps a channel's long ids; a rule passing one through verbatim (an extra field,
+    `unmapped: keep`) would otherwise make an event no producer can serialise."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        return path or "payload" if not _INT64[0] <= value <= _INT64[1] else None
+    if isinstance(value, dict):
+        for k, v in value.items():
+            if (found := _wide_int(v, f"{path}.{k}" if path else str(k))) is not None:
+                return found
+    elif isinstance(value, list):
+        for i, v in enumerate(value):
+            if (found := _wide_int(v, f"{path}[{i}]")) is not None:
+                return found
+    return None
