@@ -3,9 +3,11 @@
 A carrier announces trouble at whatever granularity it knows: a whole carrier, one service, one
 destination region, or one origin->destination lane. `LaneKey` keeps that granularity (`*` for
 "all"); `update_lane` is the keyed-state step (one state per LaneKey, latest event by event time
-wins, so replays and out-of-order delivery are harmless); `health_arrays` expands the current
-records onto the network's [origin, dest, service] grid for a given instant, dropping records whose
-`valid_until` has passed. The most severe record covering a lane wins.
+wins, so replays and out-of-order delivery are harmless; except that a routine `normal` without a
+window never erases a disruption declared with a window that has not ended — a forecast or a
+strike — so a carrier's status heartbeat cannot cancel tomorrow's outage); `health_arrays`
+expands the current records onto the network's [origin, dest, service] grid for a given instant,
+dropping records whose `valid_until` has passed. The most severe record covering a lane wins.
 """
 
 from __future__ import annotations
@@ -81,6 +83,11 @@ def update_lane(
     if state is not None and occurred < state.updated_at:
         return state, None
     status = str(event["status"])
+    if state is not None and _heartbeat(status, event) and _declared_ahead(state, occurred):
+        # A carrier's routine "normal" (no window) says nothing about a disruption it declared
+        # with a window that is still ahead or running (a forecast, a strike): it stays. To
+        # lift one early, send a `normal` with `valid_from` (normal from then on).
+        return state, None
     new = LaneHealth(
         key=lane_key(event),
         status=status,
@@ -94,6 +101,20 @@ def update_lane(
     if state is not None and new == state:
         return state, None
     return new, new
+
+
+def _heartbeat(status: str, event: Mapping[str, Any]) -> bool:
+    return status == "normal" and event.get("valid_from") is None \
+        and event.get("valid_until") is None
+
+
+def _declared_ahead(state: LaneHealth, at_ms: int) -> bool:
+    """A disruption declared with a window that has not ended by `at_ms`."""
+    if state.status == "normal":
+        return False
+    if state.valid_from is not None and state.valid_from > at_ms:
+        return True
+    return state.valid_until is not None and state.valid_until > at_ms
 
 
 def _axis(value: str, index: Mapping[str, int], size: int) -> list[int] | None:

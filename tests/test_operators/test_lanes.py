@@ -42,3 +42,26 @@ def test_expired_and_unknown_records_are_ignored():
     nowhere = LaneHealth("correios|*|*|XX", "outage", 0.0, 1.0, "", 1, None)
     delay_hours, blocked = health_arrays([expired, unknown, nowhere], REGIONS, SERVICES, 100)
     assert not blocked.any() and not np.any(delay_hours)
+
+
+def test_a_routine_normal_never_erases_a_declared_forecast_but_an_explicit_one_lifts_it():
+    t0 = 1_700_000_000_000
+    hour = 3_600_000
+    strike = {"type": "lane.status", "event_id": "s", "carrier": "jadlog", "status": "outage",
+              "occurred_at": t0, "valid_from": t0 + 24 * hour, "valid_until": t0 + 72 * hour}
+    state, published = update_lane(None, strike)
+    assert published is not None and state is not None and state.status == "outage"
+    heartbeat = {"type": "lane.status", "event_id": "h", "carrier": "jadlog", "status": "normal",
+                 "occurred_at": t0 + hour}
+    for at in (t0 + hour, t0 + 30 * hour):  # before the window, and while it runs
+        kept, none = update_lane(state, {**heartbeat, "occurred_at": at})
+        assert (kept, none) == (state, None)
+    after, pub = update_lane(state, {**heartbeat, "occurred_at": t0 + 73 * hour})
+    assert pub is not None and after.status == "normal"  # the window is over: normal again
+    lifted, pub = update_lane(state, {**heartbeat, "occurred_at": t0 + 2 * hour,
+                                      "valid_from": t0 + 2 * hour})
+    assert pub is not None and lifted.status == "normal"  # an explicit "normal from now"
+    open_ended = {**strike, "valid_from": None, "valid_until": None}
+    current, _ = update_lane(None, open_ended)
+    cleared, pub = update_lane(current, {**heartbeat, "occurred_at": t0 + hour})
+    assert pub is not None and cleared.status == "normal"  # no window declared: normal clears
