@@ -6,12 +6,16 @@ routing flow and the real watchtower, scored against the simulator's ground trut
 Two runs on one embedded broker and Redis, each on fresh topics, each with `fulfil run` and
 `fulfil watch` as separate processes exactly as deployed:
 
-1. **disrupted**: a flat-rate stream with two carrier outages, two lane delays, two stock-outs
-   and two demand surges, staggered. Every alert incident is matched to the disruption it is
-   about (same carrier and destination region, same node and sku, same channel) and active at
-   the time; per alert type: incidents, true/false, precision, and detection delay. Per
-   disruption kind: recall (detected by its primary alert type) and whether it resolved after the
-   scripted end.
+1. **disrupted**: a flat-rate stream with two carrier outages, two lane delays, two stock-outs,
+   two demand surges and three bursts of abnormal orders (duplicates across channels, quantity
+   outliers, inconsistent addresses), staggered. Every alert incident is matched to the
+   disruption it is about (same carrier and destination region, same node and sku, same
+   channel, same abnormal pattern) and active at the time; per alert type: incidents,
+   true/false, precision, and detection delay. Per disruption kind: recall (detected by its
+   primary alert type) and whether it resolved after the scripted end. Abnormal orders are
+   also scored on the routing side: the scripted abnormal orders whose first decision carries
+   the pattern's flag (recall), any other flagged decision (false flags), and the time from
+   the order's event time to its flagged decision.
 2. **undisturbed hour**: one simulated hour (10:00-11:00 local, the daily rhythm on) compressed
    into `--hour` seconds, no disruption: every alert is a false alert; a page is a trigger of
    severity critical or error.
@@ -57,10 +61,18 @@ from fulfil.demo import (  # noqa: E402
     wait_inventory_applied,
 )
 from fulfil.infra import embedded_stack, free_port  # noqa: E402
-from fulfil.sim.scenario import CarrierOutage, LaneDelay, Scenario, StockOut, Surge  # noqa: E402
+from fulfil.sim.scenario import (  # noqa: E402
+    AbnormalOrders,
+    CarrierOutage,
+    LaneDelay,
+    Scenario,
+    StockOut,
+    Surge,
+)
 
 PRIMARY = {"carrier_outage": "lane-disruption", "lane_delay": "lane-disruption",
-           "stock_out": "stock-out-ahead", "surge": "demand-surge"}
+           "stock_out": "stock-out-ahead", "surge": "demand-surge",
+           "abnormal_orders": "abnormal-orders"}
 PAGES = ("critical", "error")
 HOUR_MS = 3_600_000
 
@@ -93,6 +105,9 @@ def disrupted(rate: float, duration: float) -> Scenario:
         LaneDelay("correios", "PR", 72.0, start_s=90 * k, end_s=120 * k),
         StockOut(sku_rank=2, nodes="nearest:RJ:2", start_s=95 * k),
         Surge(factor=2.0, channel="marketplace", start_s=100 * k, end_s=115 * k),
+        AbnormalOrders("duplicate", 5, start_s=20 * k, end_s=24 * k),
+        AbnormalOrders("quantity", 5, start_s=57 * k, end_s=61 * k),
+        AbnormalOrders("address", 5, start_s=105 * k, end_s=109 * k),
     ))
 
 
@@ -108,6 +123,7 @@ class Run:
     name: str
     truth: list[dict[str, Any]]
     alerts: list[tuple[dict[str, Any], int]] = field(default_factory=list)  # (alert, read ms)
+    flagged: list[tuple[dict[str, Any], int]] = field(default_factory=list)  # flagged decisions
     ledger: dict[tuple[str, str], tuple[int, int, int]] = field(default_factory=dict)
     load: list[float] = field(default_factory=list)  # 1-min load average, sampled
     lag: list[float] = field(default_factory=list)  # watchtower consumer lag (messages)
@@ -117,21 +133,24 @@ class Run:
 
 
 class Collector:
-    """Reads the alerts topic from the start, stamping each alert with its read time."""
+    """Reads a topic from the start, stamping each record with its read time; `only`: keep only
+    the records containing these bytes (flagged decisions among all the decisions)."""
 
-    def __init__(self, bootstrap: str, topic: str) -> None:
+    def __init__(self, bootstrap: str, topic: str, only: bytes | None = None) -> None:
         self.got: list[tuple[dict[str, Any], int]] = []
+        self._only = only
         self._stop = threading.Event()
         self._c = Consumer({"bootstrap.servers": bootstrap, "group.id": "eval",
                             "enable.auto.commit": "false", "fetch.wait.max.ms": "20"})
-        self._c.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in range(2)])
+        parts = self._c.list_topics(topic, timeout=10).topics[topic].partitions
+        self._c.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in parts])
         self._t = threading.Thread(target=self._loop, daemon=True)
         self._t.start()
 
     def _loop(self) -> None:
         while not self._stop.is_set():
             for m in self._c.consume(100, 0.05):
-                if m.error() is None:
+                if m.error() is None and (self._only is None or self._only in m.value()):
                     self.got.append((orjson.loads(m.value()), time.time_ns() // 1_000_000))
 
     def stop(self) -> None:
@@ -161,6 +180,7 @@ def run_case(stack: Any, name: str, scenario: Scenario, compression: float, work
              "--metrics-port", str(watch_port)],
             cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     collector = Collector(stack.bootstrap, f"{prefix}alerts")
+    flags = Collector(stack.bootstrap, f"{prefix}decisions", only=b'"flags":')
     run = Run(name, [])
     sampling = threading.Event()
 
@@ -195,7 +215,8 @@ def run_case(stack: Any, name: str, scenario: Scenario, compression: float, work
                 p.kill()
         stop_engine(engine)
         collector.stop()
-    run.alerts = collector.got
+        flags.stop()
+    run.alerts, run.flagged = collector.got, flags.got
     return run
 
 
@@ -227,6 +248,8 @@ def matches(alert: dict[str, Any], d: dict[str, Any]) -> bool:
             and e.get("node_id") in d["node_ids"]
     if kind == "surge":
         return typ == "demand-surge" and e.get("id") == (d["channel"] or "*")
+    if kind == "abnormal_orders":
+        return typ == "abnormal-orders" and e.get("id") == d["pattern"]
     return False
 
 
@@ -319,10 +342,35 @@ def score(run: Run, slack_ms: int) -> None:
               f"{len(risk) if kind in ('carrier_outage', 'lane_delay') else '-':>14}  "
               f"{len(res)}/{len(ends)}")
     _after_stream(after)
+    score_flags(run)
     updates = sum(inc["revisions"] - 1 - (inc["resolved_at"] is not None) for inc in incs.values())
     retrig = sum(max(0, inc["triggers"] - 1) for inc in incs.values())
     print(f"  lifecycle: {len(incs)} incidents, {updates} updates, {retrig} repeated opening "
           "triggers (must be 0)")
+
+
+def score_flags(run: Run) -> None:
+    """The routing side of abnormal orders: flags on the scripted orders' first decisions."""
+    first: dict[str, dict[str, Any]] = {}
+    for d, _ in run.flagged:
+        if d["version"] == 1:
+            first.setdefault(d["order_id"], d)
+    scripted: set[str] = set()
+    print(f"  {'flags on decisions':18s} {'scripted':>8s} {'flagged':>8s} {'recall':>6s}   "
+          f"event->decision ms p50/max")
+    for d in run.truth:
+        if d["kind"] != "abnormal_orders":
+            continue
+        ids = d["order_ids"]
+        scripted |= set(ids)
+        hit = [first[i] for i in ids if i in first
+               and d["pattern"] in {f["pattern"] for f in first[i]["flags"]}]
+        ms = [h["timings"]["decided_at"] - h["timings"]["event_time"] for h in hit]
+        print(f"  {d['pattern']:18s} {len(ids):8d} {len(hit):8d} {len(hit) / len(ids):6.2f}   "
+              f"{pct(ms, 50):7.0f} {max(ms, default=float('nan')):7.0f}")
+    other = sorted(i for i in first if i not in scripted)
+    print(f"  other flagged orders (false flags): {len(other)}"
+          + (f" e.g. {[(i, first[i]['flags']) for i in other[:3]]}" if other else ""))
 
 
 def _after_stream(after: list[dict[str, Any]]) -> None:
@@ -343,6 +391,8 @@ def score_quiet(run: Run) -> None:
         a = inc["alert"]
         print(f"    {a['severity']:8s} {a['type']:16s} {a['dedup_key']}: {a['summary']}")
     _after_stream(after)
+    flagged = {d["order_id"] for d, _ in run.flagged}
+    print(f"  orders flagged on their decision during the hour: {len(flagged)}")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -379,7 +429,8 @@ def main(argv: list[str] | None = None) -> int:
             for d in hit.truth:
                 start = (d["start_ms"] - hit.start_ms) / 1000
                 end = "" if d["end_ms"] is None else f"{(d['end_ms'] - hit.start_ms) / 1000:.0f}s"
-                print(f"  {d['kind']:14s} {d.get('carrier') or d.get('channel') or d.get('sku')}"
+                what = d.get("carrier") or d.get("channel") or d.get("sku") or d.get("pattern")
+                print(f"  {d['kind']:14s} {what}"
                       f" {d.get('dest_region') or d.get('node_ids') or ''} t={start:.0f}s...{end}")
             score(hit, slack_ms=30_000)
         if quiet is not None:

@@ -28,11 +28,13 @@ from typing import Any
 import redis
 
 from dataflows.connectors import KafkaConnectorError, OutMessage, RawMessage
+from dataflows.router_flags import OrderFlagger
 from dataflows.router_moves import Pending, PlanMoves, requests_for, state_problem
+from dataflows.router_requests import CUSTOMER_ASKS, Ask, CustomerRequests
 from fulfil import metrics
 from fulfil.config import Config
 from operators.candidates import LaneArrays
-from operators.consolidation import ship_to
+from operators.consolidation import SEPARATE, ship_to, ships_alone
 from operators.deadletters import dead_letter
 from operators.decisions import (
     cancelled_decision,
@@ -108,7 +110,7 @@ def waves(items: Sequence[tuple[RawMessage, dict]]) -> Iterator[list[tuple[RawMe
         yield wave
 
 
-class Router(PlanMoves):
+class Router(PlanMoves, CustomerRequests):
     """Routes batches of order events; one instance per bytewax worker thread."""
 
     def __init__(self, config: Config, network: Network, client: Any,
@@ -127,6 +129,7 @@ class Router(PlanMoves):
         self.decisions_topic = config.topic("decisions")
         self.dlq_topic = config.topic("dead-letters")
         self.approvals_topic = config.topic("approvals")
+        self.flagger = OrderFlagger(config, network, self.ledger)  # abnormal-order flags
         self._rule_hits: dict[str, Any] = {}  # rule id -> its counter (labels() is slow)
         self._sampled_at = 0
         self._lane_version = -1
@@ -134,6 +137,7 @@ class Router(PlanMoves):
         self._lane_arrays: LaneArrays | None = None
         self._base_model = self.planner.model
         self._transit_version = 0
+        self._init_requests(client)  # merge/split requests, node closures (router_requests.py)
 
     # -- outputs -------------------------------------------------------------------------------
 
@@ -194,12 +198,18 @@ class Router(PlanMoves):
         day = utc_day(now)
         created = {ev["order_id"]: order_from_created(ev) for _, ev in wave
                    if ev["type"] == OrderEventType.CREATED}
-        raw_records = self._read(list(dict.fromkeys(ev["order_id"] for _, ev in wave)),
-                                 created.values(), day)
+        mark_cmds, flag = self.flagger.commands(
+            {ev["order_id"]: (ev, created[ev["order_id"]]) for _, ev in wave
+             if ev["type"] == OrderEventType.CREATED})
+        raw_records, marks = self._read(list(dict.fromkeys(ev["order_id"] for _, ev in wave)),
+                                        created.values(), day, mark_cmds)
+        if flag is not None:  # abnormal-order flags, before the rules see the orders
+            created.update(flag(marks))
         pending: list[Pending] = []
         replays: list[tuple[RawMessage, dict, OrderRecord]] = []
         releases: dict[str, list[str]] = {}
         cancels: list[tuple[RawMessage, dict, OrderRecord]] = []
+        asks: list[Ask] = []  # customer merge/split requests
         for raw, ev in wave:
             oid = ev["order_id"]
             rec = OrderRecord.loads(raw_records[oid]) if oid in raw_records else None
@@ -219,6 +229,8 @@ class Router(PlanMoves):
                         ["consolidated"] if join else ["rerouted", ev["reason"]],
                         previous={"resv_id": rec.resv_id, "reservations": rec.reservations},
                         keep=rec, join=join))
+            elif kind in CUSTOMER_ASKS:
+                asks.append((raw, ev, rec))
             elif (problem := state_problem(kind, rec)) is not None:
                 out.append(self._dead(raw, "route-orders", problem[0],
                                       f"{kind} for {oid!r}: {problem[1]}", now, "order_id"))
@@ -242,22 +254,26 @@ class Router(PlanMoves):
         if releases:
             self.ledger.release(releases, day)
         out.extend(self._cancel(cancels, now))
+        if asks:
+            pending.extend(self._customer_requests(asks, now, out))
         if pending:
             out.extend(self._plan_and_reserve(pending, now, day))
         return out
 
-    def _read(self, order_ids: list[str], orders: Iterable[OrderData], day: str
-              ) -> dict[str, bytes]:
-        """One round trip: the orders' records, plus the stock the cache lacks for new orders."""
+    def _read(self, order_ids: list[str], orders: Iterable[OrderData], day: str,
+              extra: list[tuple[Any, ...]]) -> tuple[dict[str, bytes], list[Any]]:
+        """One round trip: the orders' records, the stock the cache lacks for new orders, and
+        `extra` commands (the abnormal-order marks); returns the records and `extra`'s replies."""
         get_cmds, parse_get = self.book.get_commands(order_ids)
         skus = list(dict.fromkeys(ln.sku for o in orders for ln in o.lines))
         stale = self.stock.needed(skus, day)
         av_cmds, parse_av = ([], None) if stale is None else self.ledger.availability_commands(
             self.node_ids, stale, day)
-        replies = self.ledger.execute(get_cmds + av_cmds)
+        replies = self.ledger.execute(get_cmds + av_cmds + extra)
+        n_get, n_av = len(get_cmds), len(av_cmds)
         if parse_av is not None and stale is not None:
-            self.stock.store(stale, *parse_av(replies[len(get_cmds):]))
-        return parse_get(replies[: len(get_cmds)])
+            self.stock.store(stale, *parse_av(replies[n_get:n_get + n_av]))
+        return parse_get(replies[:n_get]), replies[n_get + n_av:]
 
     def _replay(self, replays: list[tuple[RawMessage, dict, OrderRecord]], day: str,
                 out: list[Out]) -> list[Pending]:
@@ -336,6 +352,7 @@ class Router(PlanMoves):
         for p in pending:
             if p.join is not None:
                 p.outcome = self._join_constraint(p.outcome, p.join)
+        closed_only = self._avoid_closed_nodes(pending, now)  # node closures (now or forecast)
         lanes = self._lane_health(now)
         for round_no in range(MAX_RACE_ROUNDS):
             prep = self.planner.prepare([p.order for p in pending], [p.outcome for p in pending])
@@ -344,7 +361,8 @@ class Router(PlanMoves):
             atp, load = self.stock.get(prep.skus, day, fresh=round_no > 0, refresh=False)
             self._credit_own_holds(pending, prep.skus, atp)
 
-            plans = self.planner.plan(prep, atp, load, lanes, now)
+            plans = self._closure_reasons(pending, self.planner.plan(prep, atp, load, lanes, now),
+                                          closed_only)
             decided: dict[str, tuple[Pending, Plan | Unroutable, bytes]] = {}  # by resv id
             records: dict[str, bytes] = {}
             requests: list[ReserveRequest] = []
@@ -360,6 +378,7 @@ class Router(PlanMoves):
                                            or (p.join is not None
                                                and not self._joining_pays(p, plan))):
                     # Nothing better to move to: the order keeps its plan, no new version.
+                    out.extend(self._refused(p, plan, now))  # a customer's merge: say why
                     metrics.REROUTES.labels(outcome="no-alternative" if isinstance(
                         plan, Unroutable) else "unchanged").inc()
                     continue
@@ -387,6 +406,7 @@ class Router(PlanMoves):
                     # The new plan could not be held in full: keep the old one (never neither).
                     self.book.put_many({p.order.order_id: p.keep.dumps()})
                     metrics.REROUTES.labels(outcome="lost").inc()
+                    out.extend(self._refused(p, Unroutable("lost-races"), now))
                     continue
                 if rid in lost:
                     plan = Unroutable("lost-races")
@@ -433,7 +453,8 @@ class Router(PlanMoves):
             extra["ship_to"] = key
             if p.join is not None:
                 extra["consolidation_group"] = f"{key}:{p.join['order_id']}"
-        payload = routed_decision(p.order, p.version, ev, plan, self.network, p.reasons,
+        reasons = [*p.reasons, SEPARATE] if ships_alone(p.order.attrs) else p.reasons
+        payload = routed_decision(p.order, p.version, ev, plan, self.network, reasons,
                                   p.raw.received_ms, now, p.rules_info, p.priority, extra)
         reservations: dict[str, list[list[Any]]] = {}
         for shipment in plan.shipments:

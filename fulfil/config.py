@@ -62,6 +62,10 @@ class Config:
     #: A trained delivery-time model (`fulfil model train`); None = the network's lognormal
     #: prior per lane. Its miss probability is the MISS_PROB scoring feature.
     delivery_model_path: str | None = None
+    #: Abnormal-order flags on decisions (dataflows/router_flags.py): `enabled` (default true)
+    #: and any threshold of the watchtower's `abnormal` section (AbnormalSettings), e.g.
+    #: {"enabled": true, "duplicate_window_ms": 600000}. Config file only.
+    abnormal: Mapping[str, Any] = field(default_factory=dict)
     # Runtime.
     workers: int = 1
     epoch_interval_s: float = 1.0
@@ -199,7 +203,8 @@ def load_config(
             values[name] = value
     values["kafka"] = kafka
     coerced = {
-        k: (v if k in ("kafka", "weights") else _coerce(k, v)) for k, v in values.items()
+        k: (v if k in ("kafka", "weights", "abnormal") else _coerce(k, v))
+        for k, v in values.items()
     }
     cfg = Config(**coerced)
     if cfg.start_from not in ("earliest", "latest"):
@@ -207,7 +212,18 @@ def load_config(
     if cfg.batch_size < 1:
         raise ConfigError(f"setting 'batch_size' must be >= 1; got {cfg.batch_size}")
     _check_tracking_and_logs(cfg)
+    _check_abnormal(cfg)
     return cfg
+
+
+def _check_abnormal(cfg: Config) -> None:
+    from operators.watch.abnormal import router_settings
+    from operators.watch.settings import SettingsError
+
+    try:
+        router_settings(cfg.abnormal)
+    except SettingsError as exc:
+        raise ConfigError(f"setting 'abnormal': {exc}") from None
 
 
 def _check_tracking_and_logs(cfg: Config) -> None:

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 
+from operators.emissions import round_kg
 from operators.orders import OrderData
 
 if TYPE_CHECKING:
@@ -40,6 +41,7 @@ def _base(order: OrderData, version: int, event: Mapping[str, Any], status: str,
             "decided_at": decided_ms,
         },
         "network_version": network_version,
+        **({"flags": order.attrs["flags"]} if "flags" in order.attrs else {}),
     }
 
 
@@ -71,8 +73,10 @@ def routed_decision(order: OrderData, version: int, event: Mapping[str, Any], pl
     """`extra`: optional fields (ship_to, consolidation_group) added verbatim."""
     d = _base(order, version, event, "routed", received_ms, decided_ms, network.version)
     shipments = []
+    co2e = 0.0
     for s in plan.shipments:
         svc = network.services[s.service]
+        co2e += (s_co2e := round_kg(s.co2e_kg))
         shipments.append({
             "node_id": network.nodes[s.node].id,
             "carrier": svc.carrier,
@@ -85,6 +89,7 @@ def routed_decision(order: OrderData, version: int, event: Mapping[str, Any], pl
             "estimated_delivery": s.est_ms,
             "distance_km": round(s.distance_km, 1),
             "cost": round(s.cost, 2),
+            "co2e_kg": s_co2e,
         })
     runner = None
     if plan.runner_up is not None:
@@ -101,6 +106,7 @@ def routed_decision(order: OrderData, version: int, event: Mapping[str, Any], pl
         on_time=plan.est_ms <= order.promised_by,
         score=round(plan.score, 4),
         cost=round(plan.cost, 2),
+        co2e_kg=round_kg(co2e),  # the shipments' (rounded) figures summed
         runner_up=runner,
         splits=len(plan.shipments) - 1,
         reasons=[*extra_reasons, *plan.reasons],

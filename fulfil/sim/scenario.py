@@ -20,8 +20,10 @@ from typing import Any, ClassVar
 import numpy as np
 
 __all__ = [
+    "ABNORMAL_PATTERNS",
     "HOURLY_RHYTHM",
     "INVALID_KINDS",
+    "AbnormalOrders",
     "Arrivals",
     "CarrierOutage",
     "Disruption",
@@ -143,8 +145,38 @@ class Surge(Disruption):
     end_s: float | None = None
 
 
+#: Patterns of `AbnormalOrders` (the watchtower's and the router's, operators/watch/abnormal.py).
+ABNORMAL_PATTERNS: tuple[str, ...] = ("duplicate", "quantity", "address")
+
+
+@dataclass(frozen=True, slots=True)
+class AbnormalOrders(Disruption):
+    """``count`` abnormal orders of one ``pattern``, evenly spread over ``start_s..end_s``
+    (``end_s`` None: one a second), each from a customer of its own:
+
+    - ``duplicate``: an order, then the same customer, items and address again on another
+      channel ``gap_s`` later (the second one is the duplicate);
+    - ``quantity``: one line of ``qty`` units of the ``sku_rank``-th sku (its norm is 1-3);
+    - ``address``: a postal code of one region sent with another region (inconsistent).
+    """
+
+    kind: ClassVar[str] = "abnormal_orders"
+    pattern: str
+    count: int
+    start_s: float
+    end_s: float | None = None
+    gap_s: float = 1.0
+    sku_rank: int = 10
+    qty: int = 80
+
+    def times(self) -> list[float]:
+        """Offsets of the abnormal orders (for a duplicate: of its second order)."""
+        span = (self.end_s - self.start_s) if self.end_s is not None else float(self.count)
+        return [self.start_s + span * k / self.count for k in range(self.count)]
+
+
 _DISRUPTIONS: dict[str, type[Disruption]] = {
-    c.kind: c for c in (CarrierOutage, LaneDelay, StockOut, Surge)
+    c.kind: c for c in (CarrierOutage, LaneDelay, StockOut, Surge, AbnormalOrders)
 }
 
 
@@ -228,6 +260,11 @@ class Scenario:
                 raise ScenarioError(f"scenario.disruptions[{i}]: end_s must be after start_s")
             if isinstance(d, Surge) and (d.factor <= 0 or d.channel not in channels | {None}):
                 raise ScenarioError(f"scenario.disruptions[{i}]: bad surge {d!r}")
+            if isinstance(d, AbnormalOrders) and (d.pattern not in ABNORMAL_PATTERNS
+                                                  or d.count < 1 or d.sku_rank < 1
+                                                  or d.qty < 1 or d.gap_s < 0):
+                raise ScenarioError(f"scenario.disruptions[{i}]: bad abnormal orders {d!r} "
+                                    f"(pattern one of {list(ABNORMAL_PATTERNS)}, count >= 1)")
             if isinstance(d, StockOut) and d.sku_rank < 1:
                 raise ScenarioError(f"scenario.disruptions[{i}].sku_rank: 1 is the top sku")
             if isinstance(d, StockOut) and isinstance(d.nodes, str) and d.nodes != "all":

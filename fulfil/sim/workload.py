@@ -36,7 +36,15 @@ from fulfil.sim.events import (
     stamp,
     template,
 )
-from fulfil.sim.scenario import Arrivals, CarrierOutage, LaneDelay, Scenario, StockOut, Surge
+from fulfil.sim.scenario import (
+    AbnormalOrders,
+    Arrivals,
+    CarrierOutage,
+    LaneDelay,
+    Scenario,
+    StockOut,
+    Surge,
+)
 from operators.network import Network
 from schemas.enums import CarrierEventType, InventoryEventType, LaneStatus, OrderEventType
 from schemas.topics import TopicName, key_for
@@ -289,6 +297,12 @@ class Workload:
         for d in sc.disruptions:
             if isinstance(d, Surge):
                 continue
+            if isinstance(d, AbnormalOrders):
+                for k, t in enumerate(d.times()):
+                    if d.pattern == "duplicate":  # the original, then its duplicate
+                        items.append((max(0.0, t - d.gap_s), 4, "abnormal", (d, k, False)))
+                    items.append((t, 4, "abnormal", (d, k, True)))
+                continue
             items.append((d.start_s, 1, "start", d))  # type: ignore[attr-defined]
             if d.end_s is not None:  # type: ignore[attr-defined]
                 items.append((d.end_s, 0, "end", d))  # type: ignore[attr-defined]
@@ -330,6 +344,8 @@ class Workload:
                                           valid_until=until))  # fmt: skip
             elif what == "restock":
                 self._restock(t, arg, out)
+            elif what == "abnormal":
+                out.append(self._abnormal(t, t_ms, *arg))
             elif isinstance(arg, StockOut):
                 s = min(arg.sku_rank, len(self.catalogue)) - 1
                 for j in resolve_nodes(self.network, arg.nodes):
@@ -357,6 +373,33 @@ class Workload:
             "valid_until": self.start_ms + int(d.end_s * 1000)}  # fmt: skip
         return self._lane(t, d.carrier, status.value, dest_region=d.dest_region, delay_hours=delay,
                           capacity_factor=factor, reason=reason, **extra)  # fmt: skip
+
+    def _abnormal(self, t: float, t_ms: int, d: AbnormalOrders, k: int,
+                  flagged: bool) -> tuple[float, SimEvent]:  # fmt: skip
+        """The k-th order of a scripted `AbnormalOrders` (for a duplicate: the original when
+        not `flagged`); both halves of a duplicate draw the same customer, items and address."""
+        i = self.scenario.disruptions.index(d)
+        rng = np.random.default_rng([self.scenario.seed, 3, i, k])
+        dest = self._dests.to_dicts(*self._dests.draw(rng, 1))[0]
+        s = min(d.sku_rank, len(self._skus)) - 1 if d.pattern == "quantity" else int(
+            rng.integers(0, min(50, len(self._skus))))
+        qty = d.qty if d.pattern == "quantity" else 1
+        if d.pattern == "address" and dest.get("postal_code"):
+            where = self.network.locate({"postal_code": dest["postal_code"]})
+            regions = self.network.regions
+            r = where[2] if where is not None else 0
+            dest = {**dest, "region": regions[(r + 1 + int(rng.integers(0, len(regions) - 1)))
+                                              % len(regions)]}
+        second = d.pattern == "duplicate" and flagged
+        oid = f"{self._seed}-abn{i}-{k}{'b' if second else ''}"
+        channel = self._channels[(1 if second else 0) % len(self._channels)]
+        ev = {"type": _CREATED, "event_id": f"{oid}/c", "order_id": oid, "channel": channel,
+              "customer": {"id": f"c-abn{i}-{k}", "tier": "standard"}, "priority": 0,
+              "promised_by": int(promise_ms(t_ms, 5, self.scenario.utc_offset_hours)),
+              "destination": dest, "lines": [_line(0, self._skus[s], qty, self._weights[s])],
+              "value": {"amount": round(float(self._price_np[s]) * qty, 2), "currency": "BRL"}}
+        topic = TopicName.ORDERS
+        return t, SimEvent(topic, oid, template(ev), _CREATED)
 
     def _restock(self, t: float, k: int, out: list[tuple[float, SimEvent]]) -> None:
         """Receipts for popular-weighted node x sku pairs (never for a pair that is stocked out)."""
@@ -418,6 +461,9 @@ class Workload:
                 row["sku"] = self.catalogue.skus[s]
                 nodes = resolve_nodes(self.network, d.nodes)
                 row["node_ids"] = [self.network.nodes[j].id for j in nodes if (j, s) in self._plan]
+            if isinstance(d, AbnormalOrders):  # the orders that should be flagged
+                i, b = self.scenario.disruptions.index(d), "b" if d.pattern == "duplicate" else ""
+                row["order_ids"] = [f"{self._seed}-abn{i}-{k}{b}" for k in range(d.count)]
             out.append(row)
         return out
 

@@ -39,6 +39,7 @@ FIELDS: dict[str, tuple[str, str]] = {
     "order.currency": (TEXT, "ISO 4217 code of the value"),
     "order.priority": (NUMBER, "priority sent with the order, 0..9"),
     "order.risk": (NUMBER, "risk score sent with the order (0..1, e.g. from a fraud service)"),
+    "order.flags": (SET, "abnormal-order flags set by routing: duplicate | quantity | address"),
     "destination.region": (TEXT, "two-letter region (given, or located from the postal code)"),
     "destination.country": (TEXT, "ISO 3166-1 alpha-2 country"),
     "destination.postal_code": (TEXT, "postal code digits"),
@@ -50,6 +51,12 @@ FIELDS: dict[str, tuple[str, str]] = {
     "sku.tags": (SET, "tags of the order's lines"),
     "time.hour": (NUMBER, "hour the order was placed, 0..23, in the rules file's timezone"),
     "time.weekday": (TEXT, "weekday the order was placed (mon..sun), rules file's timezone"),
+}
+
+#: Fields whose values come from a closed list: any other value is a compile error (a typo such
+#: as `duplicates` would otherwise never match and hold nothing).
+CHOICES: dict[str, tuple[str, ...]] = {
+    "order.flags": ("duplicate", "quantity", "address"),  # operators.watch.abnormal.PATTERNS
 }
 
 _COMPARE = {
@@ -153,6 +160,11 @@ class _Compiler:
         if isinstance(v, (dict, list)) or v is None:
             self.fail(line, f"{field}: expected a text value; got {v!r}")
             return ""
+        choices = CHOICES.get(field)
+        if choices is not None and str(v) not in choices:
+            close = difflib.get_close_matches(str(v), choices, n=1)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            self.fail(line, f"{field}: unknown value {v!r}{hint}; one of {', '.join(choices)}")
         return str(v)  # YAML reads `01310` as text but `2` as a number; fields are text
 
 

@@ -4,14 +4,15 @@ Each order is evaluated under the current rules and the candidate rules, then pl
 with the same planner the engine uses, against the same stock (by default: every node holds
 plenty, so the comparison shows the rules' effect and not stock-outs). The result lists, per
 order, the rules hit and the outcome (node/carrier/service, held, or unroutable and why), and a
-summary of how many orders change and how.
+summary of how many orders change and how. Abnormal-order flags (`order.flags`) are computed
+over the file itself when a rule reads them (`with_flags`).
 """
 
 from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -76,9 +77,35 @@ def _verdicts(orders: Sequence[OrderData], rules: RuleSet, planner: Planner, net
     return verdicts
 
 
+def with_flags(orders: Sequence[OrderData], network: Network) -> list[OrderData]:
+    """The orders with the abnormal-order flags routing would give them (`order.flags`),
+    judged in file order against the file's earlier orders, default thresholds: in production
+    the history is every router's (state/order_marks.py), so a flag needing history (a
+    duplicate, a quantity far above the norm) shows here only if the file holds that history."""
+    from operators.watch.abnormal import FileHistory, flag_payload
+    from operators.watch.facts import NetInfo
+    from operators.watch.settings import AbnormalSettings
+
+    history = FileHistory(NetInfo(network), AbnormalSettings())
+    out = []
+    for o in orders:
+        if "flags" not in o.attrs:
+            event = {"order_id": o.order_id, "occurred_at": o.event_time, "channel": o.channel,
+                     "customer": {"id": o.attrs["customer_id"]} if "customer_id" in o.attrs
+                     else {}, "destination": o.destination,
+                     "lines": [{"sku": ln.sku, "qty": ln.qty} for ln in o.lines]}
+            flags = history.assess(event)
+            if flags:
+                o = replace(o, attrs={**o.attrs, "flags": flag_payload(flags)})
+        out.append(o)
+    return out
+
+
 def dry_run(orders: Sequence[OrderData], current: RuleSet, candidate: RuleSet,
             network: Network, planner: Planner, now_ms: int) -> list[Row]:
     """Each order under both rule sets (see the module docstring)."""
+    if "order.flags" in current.fields | candidate.fields:
+        orders = with_flags(orders, network)
     before = _verdicts(orders, current, planner, network, now_ms)
     after = _verdicts(orders, candidate, planner, network, now_ms)
     return [Row(o.order_id, b, a) for o, b, a in zip(orders, before, after, strict=True)]

@@ -41,6 +41,12 @@ def _local(order: OrderData, rules: RuleSet) -> tuple[int, str]:
     return (minutes // 60) % 24, _WEEKDAYS[(minutes // 1440 + 3) % 7]
 
 
+def _flags(order: OrderData) -> frozenset[str] | None:
+    """The patterns routing flagged (None when none, so `exists: true` means "any flag")."""
+    flags = order.attrs.get("flags")
+    return frozenset(f["pattern"] for f in flags) if flags else None
+
+
 _EXTRACT: dict[str, Callable[[OrderData, str | None, RuleSet], Any]] = {
     "channel": lambda o, r, rs: o.channel,
     "customer.tier": lambda o, r, rs: o.tier,
@@ -49,6 +55,7 @@ _EXTRACT: dict[str, Callable[[OrderData, str | None, RuleSet], Any]] = {
     "order.currency": lambda o, r, rs: o.attrs.get("currency"),
     "order.priority": lambda o, r, rs: o.priority,
     "order.risk": lambda o, r, rs: o.attrs.get("risk"),
+    "order.flags": lambda o, r, rs: _flags(o),
     "destination.region": lambda o, r, rs: r,
     "destination.country": lambda o, r, rs: o.destination.get("country"),
     "destination.postal_code": lambda o, r, rs: o.destination.get("postal_code"),

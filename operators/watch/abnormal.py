@@ -1,7 +1,9 @@
 """Abnormal orders: likely duplicates, quantities far outside the norm, bad addresses.
 
-Pure functions over one order and the little history they need, so the routing step can call the
-same checks on the hot path later (to put a flag on the decision or hold the order by rule)::
+Pure functions over one order and the little history they need. Two callers judge with the same
+checks: the routing step, which puts the flags on the order's first decision so a rule can hold
+it (`dataflows/router_flags.py`, history shared in Redis by `state/order_marks.py`), and the
+watchtower, which turns them into one alert per pattern (history in its keyed state)::
 
     flags = assess_order(event, net=net, sku_norms=norms, customer_norm=None, seen=recent,
                          cfg=settings.abnormal)
@@ -27,10 +29,12 @@ from typing import Any, NamedTuple
 
 from operators.network import haversine_km
 from operators.watch.facts import NetInfo
-from operators.watch.settings import AbnormalSettings
+from operators.watch.settings import AbnormalSettings, SettingsError, settings_from
 
 DUPLICATE, QUANTITY, ADDRESS = "duplicate", "quantity", "address"
 PATTERNS = (DUPLICATE, QUANTITY, ADDRESS)
+#: The routing config's `abnormal` section: this switch plus any `AbnormalSettings` field.
+ENABLED = "enabled"
 
 
 class Flag(NamedTuple):
@@ -77,7 +81,7 @@ def fingerprint(customer: str | None, lines: Any, destination: Mapping[str, Any]
     """Customer + items + address, channel-independent; None without a customer id."""
     if not customer:
         return None
-    items = sorted((str(line["sku"]), int(line["qty"])) for line in lines)
+    items = "\x1e".join(sorted(f"{line['sku']}*{int(line['qty'])}" for line in lines))
     postal = str(destination.get("postal_code") or "")
     lat, lng = destination.get("lat"), destination.get("lng")
     where = postal or (f"{round(float(lat), 3)},{round(float(lng), 3)}"
@@ -119,11 +123,11 @@ def address_problem(destination: Mapping[str, Any], net: NetInfo, cfg: AbnormalS
                     ) -> str | None:
     """Why the address is undeliverable or inconsistent, or None."""
     network = net.network
-    if network.locate(dict(destination)) is None:
-        return "undeliverable: no postal code, coordinates or region the network knows"
     postal = destination.get("postal_code")
-    by_postal = network.locate({"postal_code": postal}) if postal else None
-    if by_postal is None:
+    by_postal = net.postal_place(str(postal)) if postal else None
+    if by_postal is None:  # (one lookup for the usual case: a postal code the network knows)
+        if network.locate(destination) is None:  # type: ignore[arg-type]
+            return "undeliverable: no postal code, coordinates or region the network knows"
         return None
     region = destination.get("region")
     postal_region = network.regions[by_postal[2]]
@@ -140,17 +144,19 @@ def address_problem(destination: Mapping[str, Any], net: NetInfo, cfg: AbnormalS
 
 def assess_order(event: Mapping[str, Any], *, net: NetInfo, sku_norms: Mapping[str, QtyNorm],
                  customer_norm: QtyNorm | None, seen: Mapping[str, SeenOrder],
-                 cfg: AbnormalSettings) -> list[Flag]:
+                 cfg: AbnormalSettings, fp: str | bool | None = False) -> list[Flag]:
     """Every abnormality of one validated `order.created`, given the history the caller keeps.
 
     The caller updates its history afterwards (`QtyNorm.update`, `seen[fingerprint] = ...`), so
-    an order is judged against what came before it, never against itself.
+    an order is judged against what came before it, never against itself. `fp`: the order's
+    fingerprint when the caller has it already (False: compute it).
     """
     oid, ts = event["order_id"], int(event["occurred_at"])
     flags: list[Flag] = []
-    customer = (event.get("customer") or {}).get("id")
-    fp = fingerprint(customer, event["lines"], event["destination"])
-    if fp is not None:
+    if fp is False:
+        fp = fingerprint((event.get("customer") or {}).get("id"), event["lines"],
+                         event["destination"])
+    if isinstance(fp, str) and seen:
         why = duplicate_of(seen.get(fp), oid, str(event.get("channel", "")), ts, cfg)
         if why:
             flags.append(Flag(DUPLICATE, oid, ts, why))
@@ -165,3 +171,68 @@ def assess_order(event: Mapping[str, Any], *, net: NetInfo, sku_norms: Mapping[s
     if why:
         flags.append(Flag(ADDRESS, oid, ts, why))
     return flags
+
+
+# ---------------------------------------------------------------- the routing step's side
+
+
+def router_settings(section: Mapping[str, Any] | None) -> tuple[bool, AbnormalSettings]:
+    """(on?, thresholds) from the routing config's `abnormal` section: `enabled` (default
+    true) and the watchtower's `abnormal` thresholds (same names, same defaults), so both judge
+    alike. An unknown key or a bad value raises `SettingsError` naming it."""
+    data = dict(section or {})
+    enabled = data.pop(ENABLED, True)
+    if not isinstance(enabled, bool):
+        raise SettingsError(f"abnormal.{ENABLED} must be true or false; got {enabled!r}")
+    return enabled, settings_from({"abnormal": data}).abnormal
+
+
+class OrderKeys(NamedTuple):
+    """What the shared history is keyed by, for one `order.created`."""
+
+    customer: str | None
+    fingerprint: str | None
+    top_qty: int  # the largest line (the customer norm's input)
+    skus: tuple[tuple[str, int], ...]  # (sku, its largest line), each sku once, in line order
+
+
+def order_keys(event: Mapping[str, Any]) -> OrderKeys:
+    customer = (event.get("customer") or {}).get("id")
+    top: dict[str, int] = {}
+    for line in event["lines"]:
+        sku, qty = str(line["sku"]), int(line["qty"])
+        top[sku] = max(qty, top.get(sku, 0))
+    return OrderKeys(customer or None, fingerprint(customer, event["lines"], event["destination"]),
+                     max(top.values(), default=0), tuple(top.items()))
+
+
+def flag_payload(flags: list[Flag]) -> list[dict[str, str]]:
+    """The decision's `flags` field: [{pattern, reason}], one per pattern, in PATTERNS order."""
+    return [{"pattern": f.pattern, "reason": f.reason} for f in flags]
+
+
+class FileHistory:
+    """The history in memory, for a finite list of orders judged in order (the rules dry run,
+    `fulfil rules test`): same checks and updates as the shared history of the routers
+    (`state/lua/order_marks.lua`), but nothing expires, so never for a stream."""
+
+    def __init__(self, net: NetInfo, cfg: AbnormalSettings) -> None:
+        self._net, self._cfg = net, cfg
+        self.seen: dict[str, SeenOrder] = {}
+        self.skus: dict[str, QtyNorm] = {}
+        self.customers: dict[str, QtyNorm] = {}
+
+    def assess(self, event: Mapping[str, Any]) -> list[Flag]:
+        """Flags of one `order.created`, judged against the orders before it; then adds it."""
+        keys = order_keys(event)
+        flags = assess_order(event, net=self._net, sku_norms=self.skus,
+                             customer_norm=self.customers.get(keys.customer or ""),
+                             seen=self.seen, cfg=self._cfg)
+        oid, ts = event["order_id"], int(event["occurred_at"])
+        if keys.fingerprint is not None:
+            self.seen[keys.fingerprint] = SeenOrder(oid, str(event.get("channel", "")), ts)
+        for sku, qty in keys.skus:
+            self.skus.setdefault(sku, QtyNorm()).update(qty, ts)
+        if keys.customer:
+            self.customers.setdefault(keys.customer, QtyNorm()).update(keys.top_qty, ts)
+        return flags

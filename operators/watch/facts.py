@@ -141,6 +141,18 @@ class NetInfo:
         self._handling = {n.id: int(n.handling_hours * HOUR_MS) for n in network.nodes}
         self._regions = network.region_index
         self._services = network.service_index
+        self._postal: dict[str, tuple[float, float, int] | None] = {}
+
+    def postal_place(self, postal: str) -> tuple[float, float, int] | None:
+        """(lat, lng, region index) of a postal code as the network resolves it, memoised:
+        the abnormal-address check asks it for every order, and codes repeat."""
+        try:
+            return self._postal[postal]
+        except KeyError:
+            if len(self._postal) >= 200_000:  # a cache, not state: bounded
+                self._postal.clear()
+            hit = self._postal[postal] = self.network.locate({"postal_code": postal})
+            return hit
 
     def node_region(self, node_id: str) -> str | None:
         return self._node_region.get(node_id)

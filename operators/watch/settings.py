@@ -122,6 +122,8 @@ class AbnormalSettings:
     customer_min_orders: int = 3
     address_max_km: float = 150.0  # coordinates this far from the postal code's area
     norm_ttl_ms: int = 7 * DAY
+    #: routers: small lines reach the shared sku norms at most this often (state/order_marks.py)
+    norm_flush_ms: int = 2000
     pattern_window_ms: int = 10 * MINUTE  # flagged orders counted over this window
     min_orders: int = 3  # flagged orders in the window that open an incident
     page_min_orders: int = 50
