@@ -49,16 +49,17 @@ def _log(msg: str) -> None:
 def cmd_evaluate(args: argparse.Namespace, config: ConfigFn) -> int:
     if args.scenario == "tune":
         return cmd_tune(args, config)
-    from operators.eval.policies import POLICY_NAMES
+    from operators.eval.policies import CO2E_POLICY, POLICY_NAMES
     from operators.eval.report import evaluation_dict, format_evaluation
     from operators.eval.run import DEFAULT_POLICIES, evaluate
 
     policies = args.policies.split(",") if args.policies else list(DEFAULT_POLICIES)
-    unknown = [p for p in policies if p not in POLICY_NAMES]
+    unknown = [p for p in policies if p not in POLICY_NAMES and not p.startswith(CO2E_POLICY + "@")]
     if unknown:
         raise ConfigError(f"evaluate: unknown policy {unknown[0]!r}; expected some of "
                           f"{', '.join(POLICY_NAMES)}")
     _check(args)
+    prices = _prices(args.co2e_weight)
     cfg = config(args)
     network = _network(args.network)
     t0 = time.monotonic()
@@ -72,13 +73,13 @@ def cmd_evaluate(args: argparse.Namespace, config: ConfigFn) -> int:
     _log(f"{stream.name}: {stream.orders:,} orders, {len(stream.events):,} events "
          f"({stream.invalid} invalid left out); replaying {len(policies)} policies ...")
     ev = evaluate(stream.events, network, cfg, name=stream.name, policies=policies,
-                  co2e_brl_per_kg=args.co2e_weight, truth_seed=seed,
+                  co2e_brl_per_kg=prices, truth_seed=seed,
                   lane_bias=args.truth_lane_bias, batch_ms=args.batch_ms,
                   sample_orders=args.sample, time_limit_s=args.time_limit)
     header = (f"scenario {stream.name}: {ev.orders:,} orders ({stream.invalid} invalid left "
               f"out), network {network.version}, truth seed {seed}, lane bias "
               f"{args.truth_lane_bias:g}, batches of {args.batch_ms} "
-              f"ms, CO2e what-if {args.co2e_weight:g} BRL/kg")
+              f"ms, CO2e what-if {', '.join(f'{w:g}' for w in prices)} BRL/kg")
     print(format_evaluation(ev, header))
     _log(f"done in {time.monotonic() - t0:.0f} s")
     if args.json:
@@ -144,6 +145,18 @@ def _check(args: argparse.Namespace) -> None:
         raise ConfigError(f"evaluate: --truth-lane-bias must be >= 0; got {args.truth_lane_bias}")
 
 
+def _prices(text: str) -> list[float]:
+    """``--co2e-weight``: one carbon price in BRL per kg CO2e, or a comma-separated sweep."""
+    try:
+        prices = [float(x) for x in str(text).split(",") if x.strip()]
+    except ValueError:
+        raise ConfigError(f"evaluate: --co2e-weight must be numbers (BRL per kg CO2e, comma-"
+                          f"separated for a sweep); got {text!r}") from None
+    if not prices or not all(0 <= w < float("inf") for w in prices):
+        raise ConfigError(f"evaluate: --co2e-weight must be finite numbers >= 0; got {text!r}")
+    return prices
+
+
 def _diff(w: Any) -> str:
     from operators.scoring import Weights
 
@@ -162,8 +175,10 @@ def register(sub: Any, config: ConfigFn) -> None:
     p.add_argument("--network", help="network JSON (default: the shipped Olist network)")
     p.add_argument("--policies", help="comma-separated (default: fulfil,nearest,nearest-sla,"
                    "fewest-splits,fulfil+co2e)")
-    p.add_argument("--co2e-weight", type=float, default=0.5,
-                   help="BRL per kg CO2e for the fulfil+co2e what-if (default 0.5)")
+    p.add_argument("--co2e-weight", default="0.5",
+                   help="carbon price, BRL per kg CO2e, for the fulfil+co2e what-if (the "
+                   "kernel's weights.co2e_kg); comma-separated to sweep, e.g. 0,0.5,2,5: one "
+                   "row per price and a price-of-green table (default 0.5)")
     p.add_argument("--truth-seed", type=int, help="ground-truth draws (default: scenario seed)")
     p.add_argument("--truth-lane-bias", type=float, default=0.15,
                    help="spread of the true lane means around the network's (log sd, default "

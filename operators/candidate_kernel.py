@@ -17,6 +17,8 @@ import math
 import numpy as np
 from numba import njit
 
+from operators.emissions import G_PER_KG, co2e_g
+
 __all__ = ["COVER_CAP", "EARTH_RADIUS_KM", "OPENING_HOUR", "haversine_km", "ready_ms"]
 
 EARTH_RADIUS_KM = 6371.0088  # IUGG mean radius, same as operators.network
@@ -24,7 +26,7 @@ HOUR_MS = 3_600_000.0
 DAY_MS = 86_400_000.0
 OPENING_HOUR = 9.0  # local hour a node starts picking again after missing the cut-off
 COVER_CAP = 10.0  # STOCK_COVER saturates here: 10x the ordered qty left is "plenty"
-N_FEATURES = 10  # == operators.scoring.N_FEATURES (checked by the tests)
+N_FEATURES = 11  # == operators.scoring.N_FEATURES (checked by the tests)
 
 
 @njit(cache=True, nogil=True)
@@ -174,7 +176,7 @@ def build_kernel(
     atp, load,
     node_lat, node_lng, node_region, node_capacity, node_handling_cost,
     node_handling_hours, node_cutoff_hour, node_utc_offset,
-    transit, base_cost, per_kg, per_100km,
+    transit, base_cost, per_kg, per_100km, co2e_g_per_tkm,
     delay, blocked,
     now_ms, max_nodes, max_splits, min_single_nodes, enforce_capacity,
     node_ok, svc_ok, node_pref, svc_pref, order_max_splits,
@@ -345,6 +347,7 @@ def build_kernel(
                 est_f = -np.inf
                 delay_max = -np.inf
                 cost = handling
+                co2e = 0.0
                 for t in range(nk):
                     k = nodes_buf[r, t]
                     rk = node_region[k]
@@ -357,6 +360,7 @@ def build_kernel(
                     delay_max = max(delay_max, dh)
                     lane_blocked = lane_blocked or blocked[rk, rd, s]
                     cost += base_cost[s] + per_kg[s] * ship_kg[t] + per_100km[s] * dist[k] / 100.0
+                    co2e += co2e_g(dist[k], ship_kg[t], co2e_g_per_tkm[s]) / G_PER_KG
                 if not covered:
                     continue
                 est = np.int64(math.floor(est_f + 0.5))
@@ -370,6 +374,7 @@ def build_kernel(
                 X[m, 7] = (est - now_ms) / HOUR_MS
                 X[m, 8] = 0.0 if nodes_pref and svc_pref[i, s] else 1.0
                 X[m, 9] = 0.0  # MISS_PROB: written by operators.risk after this kernel
+                X[m, 10] = co2e  # CO2E_KG: kg, summed over the shipments
                 mask[m] = not lane_blocked and (all_cap or not enforce_capacity)
                 service[m] = s
                 est_out[m] = est

@@ -34,6 +34,8 @@ Features (``operators.scoring.Feature`` order), per candidate:
   10)
 - NOT_PREFERRED = 1 when a business rule prefers other nodes or services for the order and
   the candidate uses a node or service outside the preference, else 0
+- CO2E_KG = sum over shipments of km x tonnes x the service's ``co2e_g_per_tkm`` / 1000
+  (``operators.emissions.co2e_g``, the formula decisions and the evaluation use)
 - ``mask`` is False when any shipment's lane is blocked, or ``enforce_capacity`` and a node has
   no capacity left today (load + 1 > capacity).
 
@@ -103,9 +105,13 @@ class NetworkArrays:
     service_base_cost: np.ndarray  # f8[S]
     service_per_kg: np.ndarray  # f8[S]
     service_per_100km: np.ndarray  # f8[S]
+    service_co2e: np.ndarray | None = None  # f8[S], g CO2e per tonne-km; None: all 0
 
     def __post_init__(self) -> None:
         f = "NetworkArrays"
+        if self.service_co2e is None:  # a network without emission factors: CO2E_KG is 0
+            n_svc = np.shape(self.service_per_100km)[0]
+            object.__setattr__(self, "service_co2e", np.zeros(n_svc))
         n = require_array(f, "node_lat", self.node_lat, np.float64, 1, (None,)).shape[0]
         transit = require_array(
             f, "lane_transit_mean", self.lane_transit_mean, np.float64, 3, (None, None, None)
@@ -403,7 +409,7 @@ def build_candidates(
         network.node_handling_cost, network.node_handling_hours, network.node_cutoff_hour,
         network.node_utc_offset,
         network.lane_transit_mean, network.service_base_cost, network.service_per_kg,
-        network.service_per_100km,
+        network.service_per_100km, network.service_co2e,
         lanes.delay_hours, lanes.blocked,
         int(now_ms), params.max_nodes, params.max_splits, params.min_single_nodes,
         params.enforce_capacity,

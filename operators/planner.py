@@ -27,6 +27,8 @@ from operators.candidates import (
     ready_ms,
 )
 from operators.delivery_model import ModelArrays
+from operators.emissions import G_PER_KG, co2e_g
+from operators.kept_clock import Kept, keep_clock
 from operators.network import Network
 from operators.orders import OrderData
 from operators.risk import fill_miss_probability, load_model
@@ -46,6 +48,7 @@ class Shipment:
     est_ms: int
     distance_km: float
     cost: float
+    co2e_kg: float = 0.0  # estimated, operators.emissions (the kernel's CO2E_KG for one node)
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,6 +106,10 @@ class Planner:
         self._express = [svc.level == "express" for svc in network.services]
         self._node_region = network.node_region.tolist()
         self._any_delay = False
+        #: Re-routes of the next batches: order id -> {node: the pick-up its current plan expects
+        #: there}. The router sets it per wave; a candidate that keeps such a node keeps that
+        #: node's handling clock (operators/kept_clock.py).
+        self.kept: Kept = {}
 
     def prepare(self, orders: Sequence[OrderData],
                 outcomes: Sequence[Outcome] | None = None) -> Prepared:
@@ -159,6 +166,9 @@ class Planner:
         full: BatchInput = prep.batch.with_stock(atp, load)
         cands = build_candidates(full, self.arrays, lanes, now_ms, self.params, prep.rules)
         fill_miss_probability(full, cands, self.arrays, self.model, now_ms)
+        if self.kept:
+            keep_clock(prep.orders, prep.index, full, cands, self.arrays, self.model, self.kept,
+                       now_ms)
         scores, best, second = score_batch(cands.X, cands.offsets, cands.mask, self.weights)
         chosen = allocate(full, cands, scores, self.arrays.node_capacity,
                           self.params.enforce_capacity)
@@ -194,7 +204,7 @@ class Planner:
             # Fast path (most orders): the candidate's features already are its one shipment.
             x = cands.X[m].tolist()
             return [Shipment(assign[0], s, tuple(range(len(assign))), int(cands.est_ms[m]),
-                             x[Feature.DISTANCE_KM], x[Feature.COST])]
+                             x[Feature.DISTANCE_KM], x[Feature.COST], x[Feature.CO2E_KG])]
         return self._split_shipments(batch, row, assign, s, int(batch.dest_region[row]), lanes,
                                      now_ms)
 
@@ -221,7 +231,8 @@ class Planner:
 
     def _split_shipments(self, batch: BatchInput, row: int, assign: list[int], s: int,
                          region: int, lanes: LaneArrays, now_ms: int) -> list[Shipment]:
-        """Per-shipment estimate, distance and cost of a split plan (the kernel's formulas)."""
+        """Per-shipment estimate, distance, cost and CO2e of a split plan (the kernel's
+        formulas)."""
         net = self.arrays
         lat, lng = float(batch.dest_lat[row]), float(batch.dest_lng[row])
         l0 = int(batch.line_offsets[row])
@@ -241,7 +252,8 @@ class Planner:
             )
             cost = float(net.node_handling_cost[node] + net.service_base_cost[s]
                          + net.service_per_kg[s] * kg + net.service_per_100km[s] * dist / 100.0)
-            shipments.append(Shipment(node, s, tuple(lines), est, dist, cost))
+            co2e = co2e_g(dist, kg, float(net.service_co2e[s])) / G_PER_KG
+            shipments.append(Shipment(node, s, tuple(lines), est, dist, cost, co2e))
         return shipments
 
 

@@ -53,6 +53,7 @@ class Feature(IntEnum):
     TRANSIT_HOURS = 7
     NOT_PREFERRED = 8  # 1 when a business rule prefers other nodes/services for the order
     MISS_PROB = 9  # P(missing the promise), from the delivery-time model (operators/risk.py)
+    CO2E_KG = 10  # estimated kg CO2e of the candidate's shipments (operators/emissions.py)
 
 
 N_FEATURES = len(Feature)
@@ -76,6 +77,11 @@ class Weights:
     transit_hours: float = -0.05
     not_preferred: float = -25.0  # a preference is worth about 25 currency units of cost
     miss_prob: float = -40.0  # a certain miss costs about 40 currency units (on top of lateness)
+    # A carbon price, currency units per kg CO2e (negative: a cost). 0 by default: what CO2e is
+    # worth is the business's call, and an upgrade must not silently re-route anyone. A common
+    # starting point is the EU ETS allowance price, ~70 EUR/t in 2025 (EEX auction results),
+    # about -0.4 BRL/kg; docs/evaluation.md ("price of green") shows what each price costs.
+    co2e_kg: float = 0.0
 
     def __post_init__(self) -> None:
         # A NaN or infinite weight would silently make every score NaN/inf: refuse it at the edge.

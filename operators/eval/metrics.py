@@ -14,7 +14,8 @@ ships, so its plan costs nothing and cannot be late):
   capacity (the ledger counts load per UTC day); the spread is the standard deviation of that
   share over the nodes (in percentage points), beside the busiest node's share. Over a run
   shorter than a day the shares are small, but the spread still compares policies;
-- **CO2e**: ``operators.emissions.shipment_co2e_g`` summed over shipments, in kg.
+- **CO2e**: the shipments' own ``co2e_kg`` summed, in kg: the figure the planner gives every
+  shipment and decisions carry (``operators.emissions``: km x tonnes x the service's g/tkm).
 """
 
 from __future__ import annotations
@@ -25,13 +26,12 @@ from typing import Any
 
 import numpy as np
 
-from operators.emissions import shipment_co2e_g
 from operators.eval.ledger import DAY_MS
 from operators.eval.replay import ReplayResult
 from operators.eval.truth import Truth
 from operators.network import Network
 
-__all__ = ["Metrics", "measure"]
+__all__ = ["Metrics", "expected_late", "measure"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,7 +80,7 @@ def measure(result: ReplayResult, network: Network, truth: Truth,
     n_nodes = len(network.nodes)
     per_day: dict[int, np.ndarray] = {}
     orders = routed = on_time = late = est_late = split = shipments = unroutable = 0
-    cost = km = co2e_g = 0.0
+    cost = km = co2e_kg = 0.0
     for oid, st in result.orders.items():
         if st.cancelled or (only is not None and oid not in only):
             continue
@@ -95,8 +95,7 @@ def measure(result: ReplayResult, network: Network, truth: Truth,
         region = where[2]
         arrived = 0
         for sh in plan.shipments:
-            kg = sum(st.order.lines[i].kg * st.order.lines[i].qty for i in sh.lines)
-            co2e_g += shipment_co2e_g(sh.distance_km, kg, network.services[sh.service])
+            co2e_kg += sh.co2e_kg
             km += sh.distance_km
             cost += sh.cost
             day = per_day.setdefault(st.planned_ms // DAY_MS, np.zeros(n_nodes))
@@ -115,7 +114,27 @@ def measure(result: ReplayResult, network: Network, truth: Truth,
     return Metrics(
         policy=result.policy, orders=orders, routed=routed, cost=round(cost, 2),
         on_time=on_time, late=late, est_late=est_late, split=split, shipments=shipments,
-        units_unroutable=unroutable, km=km, co2e_kg=co2e_g / 1000.0,
+        units_unroutable=unroutable, km=km, co2e_kg=co2e_kg,
         util_max=float(util.max()) if n_nodes else 0.0,
         util_sd=float(util.std()) if n_nodes else 0.0,
     )
+
+
+def expected_late(result: ReplayResult, network: Network, truth: Truth,
+                  only: Collection[str] | None = None) -> float:
+    """How many of the result's routed orders are late *in expectation* over the lanes' true
+    transit (``Truth.miss_probability``; a split order is late when any parcel is): the
+    late count with every parcel's luck averaged out, comparable with the expected bound of
+    ``solve_hindsight(..., truth=, expected=True)``."""
+    total = 0.0
+    for oid, st in result.orders.items():
+        if st.cancelled or st.plan is None or (only is not None and oid not in only):
+            continue
+        where = network.locate(st.order.destination)
+        assert where is not None  # a routed order's destination was located by the planner
+        on_time = 1.0
+        for sh in st.plan.shipments:
+            on_time *= 1.0 - truth.miss_probability(sh.node, sh.service, where[2],
+                                                    st.planned_ms, st.order.promised_by)
+        total += 1.0 - on_time
+    return total

@@ -24,6 +24,20 @@ far from optimal the decisions are. It is a mixed-integer programme solved exact
 - **the other way round** (``minimize="late"``): the fewest plans expected late whose total cost
   stays within ``max_cost`` (cost breaks ties), which says how many late deliveries a given
   budget can avoid at best.
+- **fewest expected misses** (``minimize="risk"``): the same with the sum of the planner's miss
+  probabilities (MISS_PROB) in place of the late count: the expected number of late deliveries
+  under the planner's delivery-time model. Given a network whose lanes are the truth's
+  (``Truth.learned_network``), that is the best a policy that had learned every lane perfectly
+  could expect, without knowing any single parcel's luck.
+- **clairvoyant** (``truth`` given): "late" means *really* late, judged on the ground truth
+  (``operators.eval.truth``: every shipment's actual transit, disruptions included) instead of
+  the planner's estimate. With ``minimize="late"`` and the legacy rule's cost as ``max_cost``
+  this is the fewest real late deliveries any routing of these orders could reach at that
+  budget, knowing the future: a bound no policy can beat. Its pruning compares real lateness.
+  With ``expected=True`` "late" is instead the probability of being really late over the lane's
+  true transit (``Truth.miss_probability``; a split plan is late when any parcel is): the fewest
+  late deliveries a policy can *expect* knowing every lane's true distribution and every order
+  in advance, but no single parcel's luck. That is the bound for any real policy.
 
 Only ``order.created`` events are modelled: the evaluation's sample holds no order that is later
 cancelled or re-addressed. Pair rows that can never bind (all candidate demand fits) are left
@@ -42,6 +56,7 @@ from operators.candidates import BatchInput, CandidateSet, LaneArrays, build_can
 from operators.eval.ledger import day_of
 from operators.eval.policies import Policy, candidate_risk, fill_risk, shipments_of
 from operators.eval.replay import OrderState, Replayer, ReplayResult, windows
+from operators.eval.truth import Truth
 from operators.orders import OrderData, order_from_created
 from operators.planner import Plan, Planner
 from operators.scoring import Feature
@@ -59,6 +74,8 @@ class Optimum:
     variables: int
     constraints: int
     mip_gap: float
+    #: minimize="late"/"risk": the fewest late plans (or expected), None unless proven optimal
+    fewest: float | None = None
 
 
 @dataclass
@@ -111,17 +128,42 @@ def _collect(events: Sequence[Mapping[str, Any]], planner: Planner, batch_ms: in
     return batches, budget
 
 
-def _pareto(cands: CandidateSet, lo: int, hi: int, promise: int, risk: np.ndarray
-            ) -> list[int]:
-    """Feasible candidates of one order that no other service of the same line-to-node
-    assignment beats on cost, lateness and risk at once (ties: the lower index stays)."""
-    groups: dict[tuple[int, ...], list[tuple[float, bool, float, int]]] = {}
-    for m in range(lo, hi):
-        if cands.mask[m]:
-            key = tuple(cands.assignment(m).tolist())
-            groups.setdefault(key, []).append((float(cands.X[m, Feature.COST]),
-                                               bool(cands.est_ms[m] > promise),
-                                               float(risk[m]), m))
+def _late_flags(batch: _Batch, order: OrderData, row: int, truth: Truth | None,
+                expected: bool = False) -> dict[int, float]:
+    """Per feasible candidate of ``order``: 1 when expected late (the planner's estimate), or,
+    with ``truth``, really late (some shipment really arrives after the promise), else 0; with
+    ``expected`` the true probability of that instead."""
+    c = batch.cands
+    out: dict[int, float] = {}
+    region = int(batch.full.dest_region[row])
+    promise = order.promised_by
+    for m in range(int(c.offsets[row]), int(c.offsets[row + 1])):
+        if not c.mask[m]:
+            continue
+        if truth is None:
+            out[m] = float(c.est_ms[m] > promise)
+            continue
+        s = int(c.service[m])
+        if expected:
+            on_time = 1.0
+            for node in c.nodes(m):
+                on_time *= 1.0 - truth.miss_probability(node, s, region, batch.now, promise)
+            out[m] = 1.0 - on_time
+        else:
+            out[m] = float(any(truth.delivered_ms(order.order_id, node, s, region, batch.now)
+                               > promise for node in c.nodes(m)))
+    return out
+
+
+def _pareto(cands: CandidateSet, late: Mapping[int, float], risk: np.ndarray) -> list[int]:
+    """Feasible candidates of one order (the keys of ``late``) that no other service of the
+    same line-to-node assignment beats on cost, lateness and risk at once (ties: the lower
+    index stays)."""
+    groups: dict[tuple[int, ...], list[tuple[float, float, float, int]]] = {}
+    for m, is_late in late.items():
+        key = tuple(cands.assignment(m).tolist())
+        groups.setdefault(key, []).append((float(cands.X[m, Feature.COST]), is_late,
+                                           float(risk[m]), m))
     keep = []
     for group in groups.values():
         group.sort()
@@ -136,14 +178,19 @@ def solve_hindsight(events: Sequence[Mapping[str, Any]], network: Any, config: A
                     max_late: int | None = None, max_risk: float | None = None,
                     minimize: str = "cost", all_nodes: bool = True,
                     max_cost: float | None = None, batch_ms: int = 1000,
-                    unrouted_penalty: float = 1000.0, time_limit_s: float = 300.0) -> Optimum:
+                    unrouted_penalty: float = 1000.0, time_limit_s: float = 300.0,
+                    truth: Truth | None = None, expected: bool = False) -> Optimum:
     """Solve the ``order.created`` events of ``events`` together (see the module docstring).
+
+    ``truth``: judge lateness (``max_late``, ``minimize="late"``) on what really happened;
+    with ``expected`` on the true probability of it.
 
     ``unrouted_penalty`` is per unit left unroutable: BRL when minimizing cost, late plans when
     minimizing lateness (either way larger than anything routing an order can save).
     """
-    if minimize not in ("cost", "late"):
-        raise ValueError(f"solve_hindsight: minimize must be 'cost' or 'late'; got {minimize!r}")
+    if minimize not in ("cost", "late", "risk"):
+        raise ValueError("solve_hindsight: minimize must be 'cost', 'late' or 'risk'; "
+                         f"got {minimize!r}")
     from scipy.optimize import Bounds, LinearConstraint, milp
     from scipy.sparse import coo_array
 
@@ -153,7 +200,7 @@ def solve_hindsight(events: Sequence[Mapping[str, Any]], network: Any, config: A
     batches, budget = _collect(events, planner, batch_ms)
 
     var_cost: list[float] = []
-    var_late: list[int] = []
+    var_late: list[float] = []
     var_risk: list[float] = []
     var_ref: list[tuple[int, int, int] | None] = []  # (batch, row, candidate) or None: unrouted
     order_of_var: list[int] = []
@@ -167,12 +214,11 @@ def solve_hindsight(events: Sequence[Mapping[str, Any]], network: Any, config: A
         for order, row in zip(batch.orders, batch.rows, strict=True):
             i = len(orders)
             orders.append((order, b))
-            cand_ids = [] if row < 0 else _pareto(c, int(c.offsets[row]), int(c.offsets[row + 1]),
-                                                  order.promised_by, risk)
-            for m in cand_ids:
+            late = {} if row < 0 else _late_flags(batch, order, row, truth, expected)
+            for m in _pareto(c, late, risk):
                 v = len(var_cost)
                 var_cost.append(float(c.X[m, Feature.COST]))
-                var_late.append(int(c.est_ms[m] > order.promised_by))
+                var_late.append(late[m])
                 var_risk.append(float(risk[m]))
                 var_ref.append((b, row, m))
                 order_of_var.append(i)
@@ -184,7 +230,7 @@ def solve_hindsight(events: Sequence[Mapping[str, Any]], network: Any, config: A
                 for node in set(c.assignment(m).tolist()):
                     node_day.setdefault((node, day_of(batch.now)), []).append(v)
             var_cost.append(unrouted_penalty * sum(ln.qty for ln in order.lines))
-            var_late.append(0)
+            var_late.append(0.0)
             var_risk.append(0.0)
             var_ref.append(None)
             order_of_var.append(i)
@@ -220,7 +266,7 @@ def solve_hindsight(events: Sequence[Mapping[str, Any]], network: Any, config: A
         if len({order_of_var[v] for v in vs}) > network.node_capacity[node]:
             add_row(dict.fromkeys(vs, 1.0), -np.inf, float(network.node_capacity[node]))
     if max_late is not None and any(var_late):
-        add_row({v: 1.0 for v in range(n) if var_late[v]}, -np.inf, float(max_late))
+        add_row({v: var_late[v] for v in range(n) if var_late[v]}, -np.inf, float(max_late))
     routed = [v for v in range(n) if var_ref[v] is not None]
     if max_risk is not None and any(var_risk):
         add_row({v: var_risk[v] for v in routed if var_risk[v]}, -np.inf, float(max_risk))
@@ -236,18 +282,31 @@ def solve_hindsight(events: Sequence[Mapping[str, Any]], network: Any, config: A
             raise RuntimeError(f"solve_hindsight: HiGHS found no solution: {res.message}")
         return res
 
-    if minimize == "late":
-        # Two exact solves: the fewest late plans (routing everything it can), then the
-        # cheapest plan with no more late ones. One weighted objective with cost as a tiny
+    best = first = None
+    if minimize in ("late", "risk"):
+        # Two exact solves: the fewest late plans (or expected misses; routing everything it
+        # can), then the cheapest plan with no more. One weighted objective with cost as a tiny
         # tie-breaker is the same optimum but ten times slower for HiGHS to prove.
-        first = solve(np.array([float(var_late[v]) if var_ref[v] is not None else var_cost[v]
+        key = var_late if minimize == "late" else var_risk
+        first = solve(np.array([key[v] if var_ref[v] is not None else var_cost[v]
                                 for v in range(n)]))
-        fewest = round(sum(var_late[v] for v in np.flatnonzero(first.x > 0.5).tolist()))
+        fewest = sum(key[v] for v in np.flatnonzero(first.x > 0.5).tolist())
+        best = fewest if first.status == 0 else None  # a proven minimum, or nothing
+        counts = minimize == "late" and not expected  # whole late plans, else probabilities
+        fewest = float(round(fewest)) if counts else fewest * (1 + 1e-7) + 1e-7
         unrouted = [v for v in range(n) if var_ref[v] is None]
-        add_row({v: 1.0 for v in range(n) if var_late[v]}, -np.inf, float(fewest))
+        add_row({v: key[v] for v in range(n) if key[v]}, -np.inf, fewest)
         add_row(dict.fromkeys(unrouted, 1.0), -np.inf,
                 float(round(sum(first.x[v] for v in unrouted))))
-    res = solve(np.array(var_cost))
+    note = ""
+    try:
+        res = solve(np.array(var_cost))
+    except RuntimeError:
+        if first is None:
+            raise
+        # The cheapest of the fewest-late plans was not found in time (a sum of probabilities
+        # as a constraint is hard on tight stock); the first solve's plan has the fewest too.
+        res, note = first, " (the cheapest such plan not found in time)"
     chosen = np.flatnonzero(res.x > 0.5)
     result = ReplayResult("hindsight")
     if events:
@@ -265,7 +324,7 @@ def solve_hindsight(events: Sequence[Mapping[str, Any]], network: Any, config: A
         est = int(batch.cands.est_ms[m])
         plan = Plan(tuple(ships), est, 0.0, float(sum(s.cost for s in ships)), None, ())
         result.orders[order.order_id] = OrderState(order, 1, plan, "", batch.now)
-    status = "optimal" if res.status == 0 else str(res.message)
+    status = ("optimal" if res.status == 0 else str(res.message)) + note
     gap = float(getattr(res, "mip_gap", 0.0) or 0.0)
-    return Optimum(result, float(res.fun), status, n, len(lo), gap)
+    return Optimum(result, float(res.fun), status, n, len(lo), gap, best)
 

@@ -12,8 +12,12 @@ same ATP), and the same lane health. Policies differ only in the score that rank
 - ``nearest-sla``: the legacy rule with rate shopping: nearest node with stock, then the service
   that the planner expects to be least late (on time when any is), then the cheapest.
 - ``fewest-splits``: the common commercial default: fewest shipments, then nearest, then cheapest.
-- ``fulfil+co2e``: a what-if: the configured weights plus a CO2e weight (BRL per kg CO2e) that the
-  kernel does not have yet, added to the scores here in Python (``candidate_co2e_kg``).
+- ``fulfil-learned``: the real ``Planner.plan`` on the network as perfectly learned delivery
+  outcomes would describe it (``Truth.learned_network``: every lane's true transit): the
+  ceiling of learning lanes from delivered orders (issue 3's online learning).
+- ``fulfil+co2e``: a what-if: the real ``Planner.plan`` with the configured weights but the
+  kernel's CO2E_KG weight set to a carbon price (``weights.co2e_kg`` = minus the BRL per kg
+  CO2e); ``fulfil+co2e@W`` names the policy at W BRL/kg (a sweep has one per price).
 
 The baselines rank lexicographically (exact ranks, not weights with large ratios), so "nearest
 first" can never be overturned by a cost difference. ``plan_with_scores`` is ``Planner.plan``
@@ -25,7 +29,7 @@ own weights.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -38,22 +42,25 @@ from operators.candidates import (
     build_candidates,
 )
 from operators.network import Network
-from operators.network import haversine_km as haversine_np
 from operators.planner import EXHAUSTED, Plan, Planner, Prepared, Shipment, Unroutable, why_none
 from operators.scoring import Feature, Weights, score_batch
 
 __all__ = [
+    "CO2E_POLICY",
     "POLICY_NAMES",
     "Policy",
     "Scorer",
     "candidate_co2e_kg",
     "candidate_risk",
+    "co2e_policy",
     "fill_risk",
     "lexicographic",
     "linear",
     "make_policy",
     "plan_with_scores",
+    "policy_label",
     "shipments_of",
+    "with_co2e_weight",
 ]
 
 MS_PER_DAY = 86_400_000
@@ -74,7 +81,36 @@ POLICY_NAMES: dict[str, str] = {
     "nearest-sla": "nearest, service meeting the promise",
     "fewest-splits": "fewest splits, then nearest",
     "fulfil+co2e": "fulfil + CO2e weight (what-if)",
+    "fulfil-learned": "fulfil, lanes learned perfectly (ceiling)",
 }
+CO2E_POLICY = "fulfil+co2e"
+
+
+def co2e_policy(brl_per_kg: float) -> str:
+    """The name of the CO2e what-if at one carbon price: ``fulfil+co2e@2`` for 2 BRL/kg."""
+    return f"{CO2E_POLICY}@{brl_per_kg:g}"
+
+
+def _co2e_price(name: str) -> float | None:
+    """The BRL/kg of a ``fulfil+co2e@W`` name, None for any other name."""
+    head, at, price = name.partition("@")
+    if head != CO2E_POLICY or not at:
+        return None
+    try:
+        value = float(price)
+    except ValueError:
+        raise ValueError(f"policy {name!r}: the CO2e price after '@' must be a number") from None
+    if not (value >= 0 and value != float("inf")):
+        raise ValueError(f"policy {name!r}: the CO2e price must be a finite number >= 0")
+    return value
+
+
+def policy_label(name: str) -> str:
+    """How a policy is named in the table."""
+    price = _co2e_price(name)
+    if price is not None:
+        return f"fulfil + CO2e at {price:g} BRL/kg"
+    return POLICY_NAMES.get(name, name)
 
 
 @dataclass(frozen=True)
@@ -129,40 +165,34 @@ def lexicographic(*features: Feature) -> Scorer:
 
 
 def candidate_co2e_kg(cands: CandidateSet, batch: BatchInput, network: Network) -> np.ndarray:
-    """kg CO2e of every candidate: sum over its lines of km x t x the service's g/tkm / 1000.
+    """kg CO2e of every candidate: the kernel's CO2E_KG column (sum over its shipments of km x
+    t x the service's g/tkm / 1000, ``operators.emissions``). ``batch`` and ``network`` are
+    kept for the callers of the time this was computed here."""
+    del batch, network
+    return np.array(cands.X[:, Feature.CO2E_KG], dtype=np.float64)
 
-    A shipment's CO2e (``operators.emissions.shipment_co2e_g``) is distance x its weight x the
-    factor, and its weight is the sum of its lines', so the candidate's total is a sum over lines
-    of (distance of the line's node) x (line kg): one vectorized pass, no per-shipment loop.
+
+def with_co2e_weight(config: Any, brl_per_kg: float) -> Any:
+    """``config`` with the kernel's CO2e weight set to a carbon price of ``brl_per_kg``."""
+    weights = {**dict(config.weights), "co2e_kg": -float(brl_per_kg)}
+    Weights.from_mapping(weights)  # refuse a bad price here, not deep in the planner
+    return replace(config, weights=weights)
+
+
+def make_policy(name: str, network: Network, config: Any, co2e_brl_per_kg: float = 0.0,
+                learned: Network | None = None) -> Policy:
+    """One of ``POLICY_NAMES`` (or ``fulfil+co2e@W``) on a fresh planner for ``config``.
+
+    ``co2e_brl_per_kg`` is the price of a bare ``fulfil+co2e``; ``learned`` the network
+    ``fulfil-learned`` plans on (``Truth.learned_network()``, which the evaluation passes;
+    without it, ``network`` itself, as when the truth has no lane bias).
     """
-    m = len(cands)
-    if m == 0:
-        return np.zeros(0)
-    n_lines = np.diff(cands.assign_offsets)
-    entry_cand = np.repeat(np.arange(m), n_lines)
-    cand_order = np.repeat(np.arange(batch.n_orders), np.diff(cands.offsets))
-    order = cand_order[entry_cand]
-    pos = np.arange(entry_cand.size) - cands.assign_offsets[entry_cand]
-    line = batch.line_offsets[order] + pos
-    node = cands.assign[: entry_cand.size]
-    km = haversine_np(network.node_lat[node], network.node_lng[node], batch.dest_lat[order],
-                      batch.dest_lng[order])
-    tkm = np.bincount(entry_cand, weights=km * batch.line_kg[line] / 1000.0, minlength=m)
-    return tkm * network.service_co2e[cands.service] / 1000.0
-
-
-def with_co2e(weights: Weights, brl_per_kg: float, network: Network) -> Scorer:
-    """The production score minus ``brl_per_kg`` per kg CO2e (the proposed CO2E_KG feature)."""
-    base = linear(weights)
-
-    def score(cands: CandidateSet, batch: BatchInput) -> np.ndarray:
-        return base(cands, batch) - brl_per_kg * candidate_co2e_kg(cands, batch, network)
-
-    return score
-
-
-def make_policy(name: str, network: Network, config: Any, co2e_brl_per_kg: float = 0.0) -> Policy:
-    """One of ``POLICY_NAMES`` on a fresh planner for ``config`` (weights, max_nodes, ...)."""
+    if name == "fulfil-learned":
+        return Policy(name, Planner(learned if learned is not None else network, config))
+    price = _co2e_price(name)
+    if price is not None or name == CO2E_POLICY:
+        cfg = with_co2e_weight(config, co2e_brl_per_kg if price is None else price)
+        return Policy(name, Planner(network, cfg))  # the kernel's own weight: nothing added
     planner = Planner(network, config)
     if name == "fulfil":
         return Policy(name, planner)
@@ -174,9 +204,6 @@ def make_policy(name: str, network: Network, config: Any, co2e_brl_per_kg: float
     if name == "fewest-splits":
         return Policy(name, planner,
                       lexicographic(Feature.SPLITS, Feature.DISTANCE_KM, Feature.COST))
-    if name == "fulfil+co2e":
-        weights = Weights.from_mapping(dict(config.weights))
-        return Policy(name, planner, with_co2e(weights, co2e_brl_per_kg, network))
     raise ValueError(f"unknown policy {name!r}; expected one of {', '.join(POLICY_NAMES)}")
 
 

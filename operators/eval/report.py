@@ -6,21 +6,24 @@ from collections.abc import Sequence
 from typing import Any
 
 from operators.eval.metrics import Metrics
-from operators.eval.policies import POLICY_NAMES
+from operators.eval.policies import CO2E_POLICY, POLICY_NAMES, policy_label
 from operators.eval.run import Evaluation
 from operators.eval.tuning import TuneResult
 
-__all__ = ["evaluation_dict", "format_evaluation", "format_table", "format_tuning"]
+__all__ = ["evaluation_dict", "format_evaluation", "format_price_of_green", "format_table",
+           "format_tuning"]
 
 _LABELS = {**POLICY_NAMES, "hindsight": "hindsight optimum, same service",
            "hindsight-any": "hindsight min-cost, any service",
-           "hindsight-late": "hindsight fewest late, nearest's cost"}
+           "hindsight-late": "hindsight fewest late, nearest's cost",
+           "hindsight-clairvoyant": "clairvoyant fewest real late, nearest's cost",
+           "hindsight-expected": "hindsight fewest expected late, true lanes, nearest's cost"}
 _HEAD = ("policy", "routed", "cost BRL", "BRL/order", "on-time", "late", "est. late", "split",
          "units unroutable", "km/shipment", "util sd", "util max", "CO2e kg")
 
 
 def _row(m: Metrics) -> tuple[str, ...]:
-    return (_LABELS.get(m.policy, m.policy), f"{m.routed:,}", f"{m.cost:,.0f}",
+    return (_LABELS.get(m.policy) or policy_label(m.policy), f"{m.routed:,}", f"{m.cost:,.0f}",
             f"{m.cost_per_order:.2f}", f"{m.on_time_rate:.2%}", f"{m.late:,}",
             f"{m.est_late:,}", f"{m.split_rate:.2%}", f"{m.units_unroutable:,}",
             f"{m.avg_km:,.0f}", f"{m.util_sd * 100:.1f} pp", f"{m.util_max:.0%}",
@@ -41,14 +44,43 @@ def format_table(rows: Sequence[Metrics]) -> str:
     return "\n".join([line(cells[0]), sep, *(line(r) for r in cells[1:])])
 
 
+def format_price_of_green(rows: Sequence[Metrics]) -> str:
+    """What each carbon price of a sweep costs against fulfil as configured: "" without one."""
+    base = next((m for m in rows if m.policy == "fulfil"), None)
+    sweep = [m for m in rows if m.policy.startswith(CO2E_POLICY + "@")]
+    if base is None or not sweep:
+        return ""
+
+    def rel(a: float, b: float) -> str:
+        return f"{a / b - 1:+.1%}" if b else "n/a"
+
+    out = ["| CO2e price (BRL/kg) | cost BRL | late | CO2e kg | vs fulfil: cost | late | CO2e |",
+           "|---:|---:|---:|---:|---:|---:|---:|"]
+    for m in sweep:
+        price = m.policy.partition("@")[2]
+        out.append(f"| {price} | {m.cost:,.0f} | {m.late:,} | {m.co2e_kg:,.0f} | "
+                   f"{rel(m.cost, base.cost)} | {rel(m.late, base.late)} | "
+                   f"{rel(m.co2e_kg, base.co2e_kg)} |")
+    return "\n".join(out)
+
+
 def format_evaluation(ev: Evaluation, header: str = "") -> str:
     out = [header or f"scenario {ev.scenario}: {ev.orders:,} orders", "", format_table(ev.rows)]
+    green = format_price_of_green(ev.rows)
+    if green:
+        out += ["", "price of green (fulfil with a carbon price on the kernel's CO2E_KG):", "",
+                green]
     if ev.sample_rows:
         opt = ev.optimum
         solve = "" if opt is None else (f" (HiGHS: {opt.status}, {opt.variables:,} variables, "
                                          f"{opt.constraints:,} constraints)")
         out += ["", f"sample: the first {ev.sample_orders:,} orders without follow-ups, "
                 f"solved together in hindsight{solve}", "", format_table(ev.sample_rows)]
+        if ev.expected:
+            out += ["", "late deliveries in expectation over the lanes' true transit (each "
+                    "parcel's luck averaged out): " + ", ".join(
+                        f"{_LABELS.get(p) or policy_label(p)} {e:,.1f}"
+                        for p, e in ev.expected.items())]
     if ev.targets:
         out += ["", "targets:"]
         out += [f"  [{'met' if t.met else 'MISSED'}] {t.name}: {t.detail}" for t in ev.targets]
@@ -73,6 +105,7 @@ def evaluation_dict(ev: Evaluation) -> dict[str, Any]:
         "scenario": ev.scenario, "orders": ev.orders,
         "policies": [m.to_dict() for m in ev.rows],
         "sample": {"orders": ev.sample_orders, "policies": [m.to_dict() for m in ev.sample_rows],
+                   "expected_late": ev.expected,
                    "solver": None if ev.optimum is None else {
                        "status": ev.optimum.status, "variables": ev.optimum.variables,
                        "constraints": ev.optimum.constraints,

@@ -30,6 +30,7 @@ the mean with a long right tail, and disruptions hold them up. Here:
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import math
 from collections.abc import Iterable, Mapping
@@ -134,6 +135,20 @@ class Truth:
             self.mu = self.mu + lane_bias * z - lane_bias * lane_bias / 2.0
         self._svc = [(s.carrier, s.service) for s in network.services]
 
+    def learned_network(self) -> Network:
+        """The network as perfectly learned delivery outcomes would describe it: every lane's
+        true mean and p90 (the network's moved by the lane factor), disruptions and single
+        parcels' luck aside. The ceiling of learning lanes from delivered orders (issue 3)."""
+        mu0, _ = lognormal_params(self.network.lane_transit_mean, self.network.lane_transit_p90)
+        factor = np.exp(self.mu - mu0)
+        net = copy.copy(self.network)
+        for name in ("lane_transit_mean", "lane_transit_p90"):
+            a = getattr(self.network, name) * factor
+            a.flags.writeable = False
+            setattr(net, name, a)
+        net.version = f"{self.network.version}+learned"
+        return net
+
     def _hash(self, key: str) -> float:
         data = f"{self.seed}|{key}".encode()
         h = int.from_bytes(hashlib.blake2b(data, digest_size=8).digest(), "little")
@@ -158,19 +173,61 @@ class Truth:
     def delivered_ms(self, order_id: str, node: int, service: int, dest_region: int,
                      planned_ms: int) -> int:
         """When the shipment of ``order_id`` from ``node`` by ``service`` really arrives."""
-        net = self.network
-        origin = int(net.node_region[node])
         start = self.handover_ms(node, planned_ms)
         u = self.uniform(order_id, node, service, dest_region)
-        end = start + self.transit_days(origin, dest_region, service, u) * MS_PER_DAY
-        if self.disruptions:
-            carrier, svc = self._svc[service]
-            o, d = net.regions[origin], net.regions[dest_region]
-            hit = [x for x in self.disruptions if x.covers(carrier, svc, o, d)]
-            for x in hit:
-                if not x.outage and x.start_ms <= start < x.end_ms:
-                    end += x.delay_hours * MS_PER_HOUR
-            for x in sorted((x for x in hit if x.outage), key=lambda x: x.start_ms):
-                if x.start_ms < end and x.end_ms > start:  # stopped from then until it ends
-                    end += x.end_ms - max(start, x.start_ms)
-        return round(end)
+        return round(self._arrival(node, service, dest_region, start, u))
+
+    def miss_probability(self, node: int, service: int, dest_region: int, planned_ms: int,
+                         promise_ms: int) -> float:
+        """P(the shipment really arrives after ``promise_ms``) over the lane's true transit:
+        what a planner that knew every lane perfectly, but no parcel's luck, would expect.
+
+        Arrival grows with the parcel's draw u, so the miss probability is 1 - the largest u
+        that still arrives in time: closed form without outages, bisection with them.
+        """
+        origin = int(self.network.node_region[node])
+        mu, sigma = self.mu[origin, dest_region, service], self.sigma[origin, dest_region, service]
+        if not math.isfinite(mu):
+            return 1.0
+        start = self.handover_ms(node, planned_ms)
+        if not any(x.outage for x in self._hits(origin, dest_region, service)):
+            slack = promise_ms - self._arrival(node, service, dest_region, start, None)
+            if slack <= 0:
+                return 1.0
+            days = slack / MS_PER_DAY
+            if sigma <= 0:
+                return float(math.exp(mu) > days)
+            return 1.0 - _NORMAL.cdf((math.log(days) - mu) / sigma)
+        lo, hi = 0.0, 1.0  # arrival(lo) on time, arrival(hi) late (bounds of the draw)
+        if self._arrival(node, service, dest_region, start, 1e-12) > promise_ms:
+            return 1.0
+        for _ in range(40):
+            mid = (lo + hi) / 2
+            if self._arrival(node, service, dest_region, start, mid) > promise_ms:
+                hi = mid
+            else:
+                lo = mid
+        return 1.0 - lo
+
+    def _hits(self, origin: int, dest_region: int, service: int) -> list[Disruption]:
+        if not self.disruptions:
+            return []
+        carrier, svc = self._svc[service]
+        o, d = self.network.regions[origin], self.network.regions[dest_region]
+        return [x for x in self.disruptions if x.covers(carrier, svc, o, d)]
+
+    def _arrival(self, node: int, service: int, dest_region: int, start: int,
+                 u: float | None) -> float:
+        """Arrival in ms of a parcel handed over at ``start`` whose draw is ``u`` (None: no
+        transit at all, only the scripted delays)."""
+        origin = int(self.network.node_region[node])
+        days = 0.0 if u is None else self.transit_days(origin, dest_region, service, u)
+        end = start + days * MS_PER_DAY
+        hit = self._hits(origin, dest_region, service)
+        for x in hit:
+            if not x.outage and x.start_ms <= start < x.end_ms:
+                end += x.delay_hours * MS_PER_HOUR
+        for x in sorted((x for x in hit if x.outage), key=lambda x: x.start_ms):
+            if x.start_ms < end and x.end_ms > start:  # stopped from then until it ends
+                end += x.end_ms - max(start, x.start_ms)
+        return end

@@ -34,8 +34,10 @@ from operators.scoring import Weights
 __all__ = ["FACTORS", "TUNABLE", "Objective", "Step", "TuneResult", "replay_metrics", "search"]
 
 FACTORS = (0.5, 2.0)
-#: Weights the search may change; ``not_preferred`` belongs to business rules, not to tuning.
-TUNABLE = tuple(f.name for f in fields(Weights) if f.name != "not_preferred")
+#: Weights the search may change; ``not_preferred`` belongs to business rules and ``co2e_kg`` is
+#: a carbon price the business sets (an objective of cost and late deliveries has no reason to
+#: pay for CO2e, so searching it only spends replays).
+TUNABLE = tuple(f.name for f in fields(Weights) if f.name not in ("not_preferred", "co2e_kg"))
 
 
 @dataclass(frozen=True)

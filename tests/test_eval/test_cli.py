@@ -39,7 +39,8 @@ def test_evaluate_prints_one_table_and_a_recording_replays_to_the_same_table(
     assert code == 0
     for label in ("fulfil (as configured)", "nearest node with stock",
                   "fewest splits, then nearest", "hindsight optimum, same service",
-                  "hindsight fewest late, nearest's cost", "targets:"):
+                  "hindsight fewest late, nearest's cost",
+                  "clairvoyant fewest real late, nearest's cost", "targets:"):
         assert label in out
     report = orjson.loads((tmp_path / "a.out.json").read_bytes())
     assert report["sample"]["solver"]["status"] == "optimal"
@@ -105,3 +106,18 @@ def test_bad_arguments_fail_with_one_line(tmp_path: Path, capsys: pytest.Capture
     assert code == 2 and "unknown policy 'cheapest'" in err
     code, _, err = _run(["evaluate", str(tmp_path / "nope.json")], capsys)
     assert code == 2 and "no scenario" in err and "olist-day-a" in err
+
+
+def test_a_carbon_price_sweep_prints_one_row_per_price_and_the_price_of_green(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    a = _scenario(tmp_path, "a", 1)
+    code, out, _ = _run(["evaluate", a, "--policies", "fulfil,fulfil+co2e", "--co2e-weight",
+                         "0,5", "--sample", "0"], capsys)
+    assert code == 0
+    assert "fulfil + CO2e at 0 BRL/kg" in out and "fulfil + CO2e at 5 BRL/kg" in out
+    assert "price of green" in out
+    rows = {line.split("|")[1].strip(): line.split("|")[2:5] for line in out.splitlines()
+            if line.startswith("| fulfil")}
+    assert rows["fulfil (as configured)"] == rows["fulfil + CO2e at 0 BRL/kg"]  # default: 0
+    code, _, err = _run(["evaluate", a, "--co2e-weight", "0,cheap"], capsys)
+    assert code == 2 and "--co2e-weight" in err

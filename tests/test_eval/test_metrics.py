@@ -4,15 +4,16 @@ from __future__ import annotations
 
 import statistics
 
+import numpy as np
 import pytest
 
 from fulfil.config import Config
-from operators.eval.metrics import measure
+from operators.eval.metrics import expected_late, measure
 from operators.eval.policies import make_policy
 from operators.eval.replay import replay
-from operators.eval.truth import Disruption, Truth, disruptions_from_events
+from operators.eval.truth import Disruption, Truth, disruptions_from_events, lognormal_params
 
-from .conftest import DAY, HOUR, KM_PER_DEG, NOW, inventory, order
+from .conftest import DAY, HOUR, KM_PER_DEG, NOW, inventory, order, tiny_network
 
 
 def _stream() -> list[dict]:
@@ -105,3 +106,50 @@ def test_lane_bias_moves_each_lane_by_a_seeded_factor(net) -> None:
         assert a.delivered_ms("other", 0, svc, 0, NOW) - ready == got
     with pytest.raises(ValueError, match="lane_bias"):
         Truth(net, [], seed=1, lane_bias=-0.1)
+
+
+@pytest.mark.parametrize("outage", [False, True])
+def test_the_true_miss_probability_is_the_share_of_draws_that_arrive_late(outage) -> None:
+    # Given lanes that scatter, a scripted delay and (one case) an outage while on the road
+    net = tiny_network(p90_factor=1.8)
+    scripted = [Disruption("post", None, None, "AA", NOW, NOW + 6 * HOUR, 10.0, False)]
+    if outage:
+        scripted.append(Disruption("post", "std", "AA", "AA", NOW + 2 * DAY,
+                                   NOW + 3 * DAY, 0.0, True))
+    truth = Truth(net, scripted, seed=3, lane_bias=0.2)
+    start = truth.handover_ms(0, NOW)
+    between = 0
+    for svc in (0, 1):
+        for promise_days in (1.5, 3.0, 4.5):
+            promise = NOW + round(promise_days * DAY)
+            p = truth.miss_probability(0, svc, 0, NOW, promise)
+            between += 0.01 < p < 0.99
+            # Then a draw arrives late exactly when it lies in the top p of the distribution
+            for u in (0.01, 0.2, 0.4, 0.6, 0.8, 0.99):
+                late = truth._arrival(0, svc, 0, start, u) > promise
+                if abs(u - (1 - p)) > 1e-6:
+                    assert late == (u > 1 - p), (svc, promise_days, u, p)
+    assert between >= 2
+
+
+def test_the_learned_network_has_the_truths_lanes(net) -> None:
+    assert np.array_equal(Truth(net, [], seed=1).learned_network().lane_transit_mean,
+                          net.lane_transit_mean)  # no bias: the network was right
+    truth = Truth(net, [], seed=1, lane_bias=0.3)
+    learned = truth.learned_network()
+    assert not np.array_equal(learned.lane_transit_mean, net.lane_transit_mean)
+    mu, sigma = lognormal_params(learned.lane_transit_mean, learned.lane_transit_p90)
+    np.testing.assert_allclose(mu, truth.mu, rtol=1e-12)
+    np.testing.assert_allclose(sigma, truth.sigma, rtol=1e-12)
+    assert learned.version != net.version and learned.nodes == net.nodes
+
+
+def test_expected_late_is_the_sum_of_true_miss_probabilities() -> None:
+    net = tiny_network(p90_factor=1.8)
+    truth = Truth(net, [], seed=1, lane_bias=0.3)
+    res = replay(_stream(), make_policy("nearest", net, Config()))
+    want = sum(truth.miss_probability(s.node, s.service, 0, st.planned_ms, st.order.promised_by)
+               for st in res.orders.values() if st.plan is not None and not st.cancelled
+               for s in st.plan.shipments)  # one shipment each
+    assert expected_late(res, net, truth) == pytest.approx(want, rel=1e-12)
+    assert 0 < want < 2 and want != 1.0

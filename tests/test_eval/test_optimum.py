@@ -9,8 +9,10 @@ import pytest
 
 from fulfil.config import Config
 from operators.candidates import LaneArrays, build_candidates
+from operators.eval.metrics import expected_late, measure
 from operators.eval.optimum import solve_hindsight
 from operators.eval.policies import candidate_risk, fill_risk
+from operators.eval.truth import Truth
 from operators.orders import order_from_created
 from operators.planner import Planner
 
@@ -118,3 +120,71 @@ def test_fewest_late_within_a_budget_equals_brute_force() -> None:
     fewest = min(k for k in range(5) if _brute_force(net, stock, dests, promises, k) <= budget)
     assert late == fewest and cost <= budget + 1e-9
     assert cost == pytest.approx(_brute_force(net, stock, dests, promises, fewest), abs=1e-6)
+
+
+def test_the_clairvoyant_bound_is_the_fewest_really_late_within_the_budget() -> None:
+    # Given transit that scatters (p90 = 1.6 x the mean), so the truth differs per shipment
+    net, stock, dests, promises, events = _case(p90_factor=1.6)
+    truth = Truth(net, [], seed=5, lane_bias=0.2)
+    at = NOW + 1000  # when the replay plans the orders (the end of their window)
+    # Every option written out: cost from the tariffs, lateness from what really happened
+    options = []
+    for i, ((lng, reg), promise) in enumerate(zip(dests, promises, strict=True)):
+        opts: list[tuple[str, float, bool] | None] = [None]
+        for k, node in enumerate(net.nodes):
+            km = abs(node.lng - lng) * KM_PER_DEG
+            for s, (sid, (base, per_kg, per_100)) in enumerate(SERVICES.items()):
+                assert net.services[s].id == sid
+                real = truth.delivered_ms(f"o{i}", k, s, net.region_index[reg], at)
+                cost = node.handling_cost + base + per_kg * 1.5 + per_100 * km / 100
+                opts.append((node.id, cost, real > NOW + promise * DAY))
+        options.append(opts)
+    budget = _brute_force(net, stock, dests, promises) + 15.0
+    fewest = 99
+    for combo in itertools.product(*options):
+        used = [c[0] for c in combo if c is not None]
+        if any(used.count(n) > q for n, q in stock.items()) or used.count("N2") > 1:
+            continue
+        if None in combo or sum(c[1] for c in combo) > budget:
+            continue  # every order can be routed within this budget
+        fewest = min(fewest, sum(c[2] for c in combo))
+    # When the MILP minimizes real late deliveries within the budget
+    opt = solve_hindsight(events, net, Config(), minimize="late", max_cost=budget, truth=truth,
+                          unrouted_penalty=PENALTY)
+    m = measure(opt.result, net, truth)
+    # Then it reaches exactly the brute-force fewest, within the budget, and beats the
+    # optimum that only knew the estimates (1 real late against 3 on this draw)
+    assert m.routed == 4 and m.late == fewest and m.cost <= budget + 1e-9
+    estimated = solve_hindsight(events, net, Config(), minimize="late", max_cost=budget,
+                                unrouted_penalty=PENALTY)
+    assert measure(estimated.result, net, truth).late > m.late
+
+
+def test_the_expected_bound_is_the_fewest_expected_late_within_the_budget() -> None:
+    # Given lanes that scatter and are off the network's figures (the truth's lane bias)
+    net, stock, dests, promises, events = _case(p90_factor=1.6)
+    truth = Truth(net, [], seed=5, lane_bias=0.2)
+    at = NOW + 1000
+    options = []
+    for (lng, reg), promise in zip(dests, promises, strict=True):
+        opts = []
+        for k, node in enumerate(net.nodes):
+            km = abs(node.lng - lng) * KM_PER_DEG
+            for s, (base, per_kg, per_100) in enumerate(SERVICES.values()):
+                p = truth.miss_probability(k, s, net.region_index[reg], at, NOW + promise * DAY)
+                opts.append((node.id, node.handling_cost + base + per_kg * 1.5
+                             + per_100 * km / 100, p))
+        options.append(opts)
+    budget = _brute_force(net, stock, dests, promises) + 15.0
+    fewest = min(sum(c[2] for c in combo) for combo in itertools.product(*options)
+                 if all([c[0] for c in combo].count(n) <= q for n, q in stock.items())
+                 and [c[0] for c in combo].count("N2") <= 1
+                 and sum(c[1] for c in combo) <= budget)
+    assert 0.05 < fewest % 1 < 0.95  # probabilities, not whole late plans
+    # When the MILP minimizes the expected real late deliveries within the budget
+    opt = solve_hindsight(events, net, Config(), minimize="late", max_cost=budget, truth=truth,
+                          expected=True, unrouted_penalty=PENALTY)
+    # Then it reaches the brute-force fewest, and its plans are expected late exactly that much
+    assert opt.fewest == pytest.approx(fewest, abs=1e-6)
+    assert expected_late(opt.result, net, truth) == pytest.approx(fewest, abs=1e-6)
+    assert sum(st.plan.cost for st in opt.result.orders.values()) <= budget + 1e-9
