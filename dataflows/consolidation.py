@@ -11,6 +11,8 @@ routing process about 40 µs an order (measured: 83 -> 127 µs of engine CPU per
 ran inside the routing flow) and routing must not slow down or wait for it: the first decision
 goes out at once, consolidation re-plans later (see operators/consolidation.py and
 docs/predictive.md). The router decides whether a join is worth it; this flow only proposes.
+Orders whose customer asked to ship separately (decision reason `ship-separately`) are never
+proposed nor joined; explicit merge/split requests go to the router directly.
 """
 
 from __future__ import annotations

@@ -158,6 +158,8 @@ class ParseInputs:
                 out.append(("lane", rec.key, rec))
                 out.extend(("hub", f"h{i}", rec) for i in range(shards))
                 return rec.ts
+            if ev["type"] == "node.closure":  # closures reach the watch through re-routes
+                return int(ev["occurred_at"])
             t = track_in(ev)
             out.append(("hub", shard_of(t.order_id, shards), t))
             return t.ts

@@ -110,10 +110,11 @@ def observe_redis(op: str, seconds: float) -> None:
 
 
 REROUTES = Counter("fulfil_reroutes_total",
-                   "Open orders re-planned before pickup because a lane turned bad (now or "
-                   "forecast), by outcome: requested, moved, unchanged (same plan is still "
-                   "best), no-alternative (kept its plan), not-open (shipped or gone), lost "
-                   "(the new plan's stock went elsewhere; kept its plan)", ["outcome"])
+                   "Open orders re-planned before pickup (a lane or node turned bad, now or "
+                   "forecast; a merge), by outcome: requested, moved, unchanged (same plan is "
+                   "still best), no-alternative (kept its plan), not-open (shipped or gone), "
+                   "lost (the new plan's stock went elsewhere; kept its plan), declined (an "
+                   "automatic merge of an order its customer asked to ship alone)", ["outcome"])
 DELIVERIES_LEARNED = Counter("fulfil_deliveries_learned_total",
                              "Delivered shipments fed to the online delivery-time model "
                              "(learned), or without the lane fields it needs (skipped)",

@@ -66,7 +66,12 @@ class Step(StrEnum):
     CANCEL_REQUEST = "cancel-requested"
     REJECTED = "rejected"
     HELD = "held"
+    APPROVED = "approved"
+    APPROVAL_REJECTED = "approval-rejected"
     ROUTED = "routed"
+    REROUTE_REQUEST = "reroute-requested"
+    MERGE_REQUEST = "merge-requested"
+    SPLIT_REQUEST = "split-requested"
     REROUTED = "re-routed"
     UNROUTABLE = "unroutable"
     CANCELLED = "cancelled"
@@ -192,9 +197,21 @@ def _int(value: Any, default: int) -> int:
 # -- one function per topic -----------------------------------------------------------------------
 
 
+#: Order events after `order.created` that ask for something; the decision that follows says
+#: how it ended (a cancellation is the fallback for a type this table does not know yet).
+_REQUESTS = {
+    OrderEventType.CANCELLED: Step.CANCEL_REQUEST,
+    OrderEventType.APPROVED: Step.APPROVED,
+    OrderEventType.REJECTED: Step.APPROVAL_REJECTED,
+    OrderEventType.REROUTE_REQUESTED: Step.REROUTE_REQUEST,
+    OrderEventType.SPLIT_REQUESTED: Step.SPLIT_REQUEST,
+}
+
+
 def from_order_event(ev: Mapping[str, Any], src: Source) -> Parsed:
     """order.created -> received (validated: it passed the same contract routing checks);
-    address changes and cancellations -> the request (its decision says how it ended)."""
+    later events (address change, cancellation, approval, re-route / merge / split request) ->
+    the request (its decision says how it ended)."""
     kind = ev["type"]
     if kind == OrderEventType.CREATED:
         step, status = Step.RECEIVED, OrderStatus.VALIDATED
@@ -204,8 +221,13 @@ def from_order_event(ev: Mapping[str, Any], src: Source) -> Parsed:
         step, status = Step.ADDRESS_CHANGE, None
         dest = ev["destination"]
         note = f"to {dest.get('region') or dest.get('postal_code') or 'new address'}"
+    elif kind == OrderEventType.MERGE_REQUESTED:
+        step, status = Step.MERGE_REQUEST, None
+        note = _clip("with " + ", ".join(str(o) for o in ev.get("with", ())))
     else:
-        step, status, note = Step.CANCEL_REQUEST, None, _clip(ev.get("reason", ""))
+        step, status = _REQUESTS.get(kind, Step.CANCEL_REQUEST), None
+        said = str(ev.get("reason") or ev.get("note") or "")
+        note = _clip(f"by {ev['by']}" + (f": {said}" if said else "") if ev.get("by") else said)
     entry = Entry(ev["order_id"], _int(ev.get("occurred_at"), src.timestamp_ms), step,
                   f"e:{ev['event_id']}", status=status, note=note, source=TopicName.ORDERS)
     return Parsed("recorded", (entry,))

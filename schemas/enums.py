@@ -56,6 +56,9 @@ class OrderEventType(StrEnum):
     APPROVED = "order.approved"
     REJECTED = "order.rejected"
     REROUTE_REQUESTED = "order.reroute_requested"
+    #: the customer asks to ship with other orders / on a parcel of its own (docs/predictive.md)
+    MERGE_REQUESTED = "order.merge_requested"
+    SPLIT_REQUESTED = "order.split_requested"
 
 
 class InventoryEventType(StrEnum):
@@ -70,6 +73,7 @@ class CarrierEventType(StrEnum):
 
     LANE_STATUS = "lane.status"
     SHIPMENT_TRACKING = "shipment.tracking"
+    NODE_CLOSURE = "node.closure"
 
 
 class CustomerTier(StrEnum):

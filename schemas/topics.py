@@ -75,7 +75,7 @@ _ALL: tuple[Topic, ...] = (
         key="order_id",
         partitions=8,
         description="Order lifecycle events from sales channels: created, address changed, "
-        "cancelled.",
+        "cancelled, merge/split requested; approvals and re-route requests from fulfil.",
         writer="upstream channels / simulator",
     ),
     Topic(
@@ -90,9 +90,10 @@ _ALL: tuple[Topic, ...] = (
     Topic(
         TopicName.CARRIER_STATUS,
         kind="carrier_event",
-        key="carrier (lane.status) or shipment_id (shipment.tracking)",
+        key="carrier (lane.status), shipment_id (shipment.tracking) or node_id (node.closure)",
         partitions=2,
-        description="Carrier lane health (delays, outages) and shipment tracking updates.",
+        description="Carrier lane health (delays, outages), node closures and shipment "
+        "tracking updates.",
         writer="carriers / simulator",
     ),
     Topic(
@@ -239,6 +240,8 @@ def _carrier_key(event: Mapping[str, Any]) -> str:
     # Tracking updates of one shipment stay in order; lane updates of one carrier stay in order.
     if event.get("type") == CarrierEventType.SHIPMENT_TRACKING:
         return _field(event, "shipment_id")
+    if event.get("type") == CarrierEventType.NODE_CLOSURE:  # one node's closures stay in order
+        return _field(event, "node_id")
     return _field(event, "carrier")
 
 

@@ -148,10 +148,13 @@ CHECKS: Mapping[str, _Check] = {
     "order.approved": _ints_check("occurred_at"),
     "order.rejected": _ints_check("occurred_at"),
     "order.reroute_requested": _ints_check("occurred_at"),
+    "order.merge_requested": _ints_check("occurred_at"),
+    "order.split_requested": _ints_check("occurred_at"),
     "inventory.snapshot": _ints_check("version", "on_hand", "occurred_at"),
     "inventory.adjusted": _ints_check("version", "delta", "occurred_at"),
     "lane.status": _ints_check("occurred_at", "valid_until", "valid_from"),
     "shipment.tracking": _ints_check("occurred_at", "picked_up_at", "promised_by"),
+    "node.closure": _ints_check("occurred_at", "valid_from", "valid_until"),
     "decision": check_decision,
     "dead_letter": _ints_check("at"),
 }

@@ -44,3 +44,38 @@ def test_state_per_key_is_capped() -> None:
     for i in range(3 * MAX_OPEN):
         state, _ = step(state, routed(f"o-{i}", "N01", at=i), W)
     assert len(state) == MAX_OPEN and state[-1].order_id == f"o-{3 * MAX_OPEN - 1}"
+
+
+def test_an_order_that_ships_separately_is_never_proposed_nor_joined() -> None:
+    from operators.consolidation import SEPARATE
+
+    state, _ = step(None, routed("o-1", "N01", at=0), W)
+    state, _ = step(state, routed("o-2", "N01", at=1), W)
+    alone = {**routed("o-1", "N07", at=2), "reasons": ["split-requested", SEPARATE]}
+    state, req = step(state, alone, W)  # its split decision takes it out of the open set
+    assert req is None and [o.order_id for o in state] == ["o-2"]
+    later = {**routed("o-1", "N09", at=3), "reasons": ["rerouted", SEPARATE]}
+    state, req = step(state, later, W)  # nor is it proposed to join when it moves later
+    assert req is None and [o.order_id for o in state] == ["o-2"]
+
+
+def test_merge_and_split_decisions_keep_the_plan_and_name_the_group() -> None:
+    import orjson
+
+    from operators.consolidation import merge_targets, order_problem, parcel, relabel
+
+    d = {**routed("o-2", "N01", at=5), "decision_id": "o-2:v2", "version": 2,
+         "reasons": ["consolidated", "single-node", "on-time"], "consolidation_group": "k:o-1"}
+    ev = {"type": "order.split_requested", "event_id": "s-1", "occurred_at": 7}
+    out = orjson.loads(relabel(d, 3, ev, 8, 9, ["split-requested"], None))
+    assert (out["decision_id"], out["event_id"], out["shipments"]) == ("o-2:v3", "s-1",
+                                                                       d["shipments"])
+    assert out["reasons"] == ["split-requested", "single-node", "on-time"]
+    assert "consolidation_group" not in out and out["timings"]["decided_at"] == 9
+    assert parcel(d).join() == {"order_id": "o-1", "node_id": "N01", "carrier": "correios",
+                                "service": "pac"}  # the group's first order names it
+    assert merge_targets("o-2", ["o-2", "o-1", "o-3", "o-1"]) == [(1, "o-1"), (2, "o-3")]
+    assert order_problem("merge", "routed", True) is None
+    assert order_problem("split", None, False, order_id="x").code == "unknown-order"
+    assert order_problem("split", "held", False).rule == "routed"
+    assert order_problem("merge", "routed", False, "with[1]").field == "with[1]"

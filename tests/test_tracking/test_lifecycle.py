@@ -29,6 +29,19 @@ def test_should_record_a_created_order_as_received_and_validated():
     assert "SP" in e.note
 
 
+@pytest.mark.parametrize(("kind", "extra", "step", "note"), [
+    ("order.cancelled", {"reason": "customer"}, Step.CANCEL_REQUEST, "customer"),
+    ("order.approved", {"by": "ana"}, Step.APPROVED, "by ana"),
+    ("order.rejected", {"by": "ana", "reason": "fraud"}, Step.APPROVAL_REJECTED, "by ana: fraud"),
+    ("order.reroute_requested", {"reason": "node-closure"}, Step.REROUTE_REQUEST, "node-closure"),
+    ("order.merge_requested", {"with": ["o-2", "o-3"]}, Step.MERGE_REQUEST, "with o-2, o-3"),
+    ("order.split_requested", {}, Step.SPLIT_REQUEST, ""),
+])
+def test_should_name_each_kind_of_request_on_an_order(kind, extra, step, note):
+    e = _one("orders", order_event(kind, "o-1", T0, "e-9", **extra))
+    assert (e.step, e.status, e.note, e.ref) == (step, None, note, "e:e-9")
+
+
 @pytest.mark.parametrize(("version", "step"), [(1, Step.ROUTED), (2, Step.REROUTED)])
 def test_should_tell_routed_from_rerouted_by_decision_version(version, step):
     parsed = parse("decisions", orjson.dumps(decision("o-1", version, "routed", T0)), SRC)
