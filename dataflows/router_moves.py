@@ -20,7 +20,10 @@ import orjson
 
 from dataflows.connectors import OutMessage, RawMessage
 from fulfil import metrics
+from operators.closures import node_clock
+from operators.consolidation import ships_alone
 from operators.decisions import RulesInfo, approval_request, held_decision
+from operators.kept_clock import kept_ready
 from operators.network import Network
 from operators.orders import OrderData, OrderRecord
 from operators.planner import Plan, Planner
@@ -82,6 +85,17 @@ class Pending:
     @property
     def priority(self) -> int:
         return self.order.priority if self.outcome.priority is None else self.outcome.priority
+
+
+def _declined_join(p: Pending) -> bool:
+    """An automatic join request for an order its customer asked to ship on its own (the
+    consolidation flow proposed it before it saw the split): dropped, counted."""
+    if p.join is None or p.event["type"] != OrderEventType.REROUTE_REQUESTED:
+        return False
+    if ships_alone(p.order.attrs):
+        metrics.REROUTES.labels(outcome="declined").inc()
+        return True
+    return False
 
 
 class PlanMoves:
@@ -151,6 +165,8 @@ class PlanMoves:
     def _still_open(self, pending: list[Pending]) -> list[Pending]:
         """Drop proactive re-routes of orders whose reservation is gone (picked up meanwhile:
         a parcel in the carrier's hands is not re-routed)."""
+        pending = [p for p in pending if not _declined_join(p)]
+        self._keep_clocks(pending)
         checks = [(p, node) for p in pending if p.keep is not None for node in p.keep.reservations]
         if not checks:
             return pending
@@ -159,6 +175,14 @@ class PlanMoves:
         if gone:
             metrics.REROUTES.labels(outcome="not-open").inc(len(gone))
         return [p for p in pending if id(p) not in gone]
+
+    def _keep_clocks(self, pending: list[Pending]) -> None:
+        """Tell the planner, for this wave, the pick-up each re-routed order's plan expects at
+        the nodes it is held at: a re-plan that keeps a node (a carrier swap) keeps that
+        node's handling clock instead of restarting it (operators/kept_clock.py)."""
+        keep = [p.keep for p in pending if p.keep is not None]
+        if keep or self.planner.kept:
+            self.planner.kept = kept_ready(keep, node_clock(self.network)) if keep else {}
 
     def _join_constraint(self, outcome: Outcome, join: Mapping[str, Any]) -> Outcome:
         """Only the earlier order's node and carrier service (on top of the rules' limits)."""
@@ -183,6 +207,8 @@ class PlanMoves:
         fixed = (self.network.nodes[s.node].handling_cost
                  + self.network.services[s.service].base_cost)
         own = float(orjson.loads(p.keep.decision).get("cost") or 0.0)
+        if p.event["type"] == OrderEventType.MERGE_REQUESTED:  # the customer asked: cost aside
+            return plan.est_ms <= p.order.promised_by
         return plan.est_ms <= p.order.promised_by and plan.cost - fixed < own
 
     def _same_route(self, plan: Plan, rec: OrderRecord) -> bool:

@@ -7,6 +7,7 @@
                     │  validate ─► rules ─► plan (numba) ─► reserve (Redis ledger)
  fulfil.inventory ─► apply-inventory ─► ledger ──────────────┤ (dead letters)
  fulfil.carrier-status ─► parse-carrier ─┬─► lane-health (keyed state) ─► lane board (Redis)
+                                         ├─► node-closures (keyed state) ─► closure board (Redis)
                                          └─► tracking ─► ledger (picked up: consume stock)
                                                              ▼
                           kafka-out ─► fulfil.decisions, fulfil.approvals, fulfil.dead-letters
@@ -29,12 +30,14 @@ import orjson
 from bytewax.dataflow import Dataflow
 from bytewax.outputs import DynamicSink, StatelessSinkPartition
 
+from dataflows.closures import closure_steps
 from dataflows.config_feed import RulesFeed
 from dataflows.connectors import KafkaSink, KafkaSource, OutMessage, RawMessage
 from dataflows.router import Out, Router, dead_out, now_ms
 from fulfil import metrics
 from fulfil.config import Config, load_config
-from operators.lanes import LaneHealth, in_force, lane_key, update_lane
+from operators.closures import NodeClock, node_clock
+from operators.lanes import LaneHealth, lane_key, update_lane
 from operators.model_online import (
     LaneQuantiles,
     Outcome,
@@ -44,7 +47,7 @@ from operators.model_online import (
 )
 from operators.network import Network, load_default
 from operators.orders import OrderRecord
-from operators.reroute import endangered, nodes_on_origin, open_records, order_of, reroute_request
+from operators.reroute import nodes_on_origin, order_of, requests_for_lane, to_replan
 from operators.risk import load_model
 from operators.rules import empty_ruleset
 from schemas.errors import ValidationError
@@ -151,7 +154,8 @@ def pickup_reservations(picked: dict[str, list[str]], records: dict[str, bytes]
 
 
 class ParseCarrier:
-    """`flat_map_batch` mapper: carrier events -> ("lane", key, event) | ("dead", Out)."""
+    """`flat_map_batch` mapper: carrier events -> ("lane" | "closure" | "delivered", event) |
+    ("dead", Out); pick-ups consume their reservations here."""
 
     def __init__(self, config: Config) -> None:
         self._config = config
@@ -169,6 +173,8 @@ class ParseCarrier:
                 continue
             if ev["type"] == "lane.status":
                 out.append(("lane", ev))
+            elif ev["type"] == "node.closure":
+                out.append(("closure", ev))
             elif ev["status"] == "picked_up" and ev.get("node_id"):
                 picked.setdefault(ev["node_id"], []).append(ev["order_id"])
             elif ev["status"] == "delivered":
@@ -184,21 +190,25 @@ class ParseCarrier:
 
 class RerouteRequests:
     """`flat_map_batch` over lane-health changes: for a lane that turned delayed or out (now or
-    forecast), ask to re-plan the open orders routed over it (`operators.reroute`). The
-    requests go to the orders topic keyed by order id, so each is handled in order with the
-    order's other events, by whichever worker owns the order."""
+    forecast), ask to re-plan the open orders routed over it whose parcel meets the disruption
+    at its pick-up on the node's clock (`operators.reroute.requests_for_lane`; a parcel handed
+    over before a delay starts is left alone). The requests go to the orders topic keyed by
+    order id, so each is handled in order with the order's other events, by whichever worker
+    owns the order."""
 
     def __init__(self, config: Config) -> None:
         self._config = config
         self._ledgers = _PerWorker(lambda: Ledger(_client(config.redis_url), config.redis_prefix))
         self._orders_topic = config.topic("orders")
+        self._clock: NodeClock | None = None
 
     def __call__(self, batch: list[tuple[str, LaneHealth]]) -> list[Out]:
         now = now_ms()
-        bad = [h for _, h in batch if in_force(h, now)]
+        bad = to_replan((h for _, h in batch), now)
         if not bad:
             return []
         network = _network(self._config)
+        clock = self._clock = self._clock or node_clock(network)
         ledger = self._ledgers.get()
         book = OrderBook(ledger, self._config.redis_prefix)
         out: list[Out] = []
@@ -206,10 +216,11 @@ class RerouteRequests:
             open_by_node = ledger.open_reservations(nodes_on_origin(health, network))
             wanted = {order_of(r) for rids in open_by_node.values() for r in rids}
             raw = book.get_many(sorted(wanted)) if wanted else {}
-            for oid in endangered(health, open_records(open_by_node, raw), network):
-                event = reroute_request(oid, health, now)
+            asks = requests_for_lane(health, open_by_node, raw, network, now, clock=clock)
+            for event in asks:
+                oid = event["order_id"]
                 out.append((oid, OutMessage(self._orders_topic, oid.encode(), orjson.dumps(event))))
-            metrics.REROUTES.labels(outcome="requested").inc(len(out))
+            metrics.REROUTES.labels(outcome="requested").inc(len(asks))
         return out
 
 
@@ -302,7 +313,11 @@ def build_flow(config: Config | None = None, stop: threading.Event | None = None
     reroutes = op.flat_map_batch("reroute-requests", op.key_on("key-change", changes,
                                  lambda h: h.key), RerouteRequests(cfg))
     rest = op.branch("split-delivered", split.falses, lambda item: item[0] == "delivered")
-    carrier_dead = op.map("carrier-dead", rest.falses, lambda item: item[1])
+    closing = op.branch("split-closures", rest.falses, lambda item: item[0] == "closure")
+    carrier_dead = op.map("carrier-dead", closing.falses, lambda item: item[1])
+    # Node closures (dataflows/closures.py): keyed state per node -> closure board + re-routes.
+    closure_reroutes = closure_steps(cfg, op.map("closure-event", closing.trues, lambda i: i[1]),
+                                     lambda: _client(cfg.redis_url), lambda: _network(cfg))
     # The delivery-time model learns from deliveries as they arrive (operators/model_online.py):
     # per lane + service keyed state; changed quantiles go to the transit board every router reads.
     outcomes = op.filter_map("delivery-outcome", rest.trues, DeliveryOutcome(cfg))
@@ -311,7 +326,7 @@ def build_flow(config: Config | None = None, stop: threading.Event | None = None
     op.output("transit-board-out", op.filter_map("transit-changes", transit, lambda kv: kv[1]),
               TransitBoardSink(cfg))
 
-    out = op.merge("all-out", routed, inventory_dead, carrier_dead, reroutes)
+    out = op.merge("all-out", routed, inventory_dead, carrier_dead, reroutes, closure_reroutes)
     op.output("kafka-out", out, KafkaSink(kafka, SINK_PARTS, linger_ms=cfg.producer_linger_ms))
     return flow
 

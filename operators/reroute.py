@@ -3,25 +3,34 @@
 When a lane turns delayed or out (now, or forecast within the routing horizon), orders already
 routed over it but not yet handed to the carrier are still movable: their stock is only
 reserved. This module decides, from the lane record and the orders' records, which of them to
-re-plan; the router then moves each one only if a different feasible plan exists (see
-`dataflows/router.py`, `order.reroute_requested`). Pure: the flow step does the Redis reads.
+re-plan: those whose parcel meets the disruption when its node's carrier picks it up (`meets`,
+on the node's clock as node closures use it); the router then moves each one only if a
+different feasible plan exists (see `dataflows/router.py`, `order.reroute_requested`). Pure:
+the flow step does the Redis reads.
+The second half is the router's side as pure functions (`move_verdict`, `credit_holds`), so
+the offline with/without comparison (`operators/eval/reroute_replay.py`) runs this very policy.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+import math
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
+import numpy as np
 import orjson
 
-from operators.lanes import WILDCARD, LaneHealth
+from operators.closures import NodeClock, node_clock
+from operators.lanes import WILDCARD, LaneHealth, in_force
 from operators.network import Network
 from operators.orders import OrderRecord
+from operators.planner import Plan, Unroutable
 from schemas.enums import DecisionStatus, OrderEventType
 
 #: At most this many requests per lane change: a carrier-wide outage on a busy network should
 #: re-plan in waves of new events, not flood one batch (the rest follow as the lane stays bad).
 MAX_REQUESTS = 20_000
+DAY_MS = 86_400_000
 
 
 def nodes_on_origin(health: LaneHealth, network: Network) -> list[str]:
@@ -31,31 +40,64 @@ def nodes_on_origin(health: LaneHealth, network: Network) -> list[str]:
 
 
 def endangered(health: LaneHealth, records: Iterable[tuple[str, OrderRecord]],
-               network: Network) -> list[str]:
-    """Order ids (from (open reservation's node, record) pairs) whose shipment from that node
-    uses the lane: same carrier (and service, if given), origin and destination region."""
+               network: Network, now_ms: int | None,
+               clock: NodeClock | None = None) -> list[str]:
+    """Order ids (from (open reservation's node, record) pairs) whose parcel from that node
+    uses the lane (same carrier, and service if given, origin and destination region) *and
+    meets the disruption at its pick-up* (`meets`).
+
+    The pick-up is the node's own clock (`operators.closures.NodeClock`, as node closures
+    judge it): `ready_ms` of the decision's time, or now when that is past (the parcel is still
+    there). A parcel handed over before a delay starts is not touched by it, so asking to
+    re-plan it would only move orders that are fine where they are (docs/predictive.md,
+    *Evidence*). After a re-route the decision's time is the re-route's, so the estimate errs
+    late: at worst it asks once too often, never too rarely.
+
+    ``now_ms=None`` is the former selection, every open order on the lane whatever its pick-up:
+    kept only so the offline comparison (`benchmarks/reroute_eval.py --every-open`) can show
+    the difference; the engine never uses it."""
     carrier, service, origin, dest = health.key.split("|")
+    clock = clock or node_clock(network)
     out: list[str] = []
     for node, rec in records:
         if rec.status != DecisionStatus.ROUTED or node not in rec.reservations:
             continue
-        if origin not in (WILDCARD, network.nodes[network.node_index[node]].region):
+        k = network.node_index[node]
+        if origin not in (WILDCARD, network.nodes[k].region):
             continue
-        if dest != WILDCARD:
-            where = network.locate(rec.order.destination)
-            if where is None or network.regions[where[2]] != dest:
+        where = network.locate(rec.order.destination)
+        if dest != WILDCARD and (where is None or network.regions[where[2]] != dest):
+            continue
+        decision = orjson.loads(rec.decision)
+        for s in decision["shipments"]:
+            if not (s["node_id"] == node and s["carrier"] == carrier
+                    and service in (WILDCARD, s["service"])):
                 continue
-        if _uses(rec.decision, node, carrier, service):
-            out.append(rec.order.order_id)
+            if now_ms is None or where is None:
+                out.append(rec.order.order_id)
+                break
+            pickup = max(now_ms, round(clock.pickup(k, int(decision["timings"]["decided_at"]))))
+            svc = network.service_index.get(f"{s['carrier']}/{s['service']}")
+            p90 = (math.inf if svc is None else
+                   float(network.lane_transit_p90[network.node_region[k], where[2], svc]))
+            if meets(health, pickup, p90):
+                out.append(rec.order.order_id)
+                break
     return list(dict.fromkeys(out))[:MAX_REQUESTS]
 
 
-def _uses(decision: bytes, node: str, carrier: str, service: str) -> bool:
-    for s in orjson.loads(decision)["shipments"]:
-        if s["node_id"] == node and s["carrier"] == carrier and service in (WILDCARD,
-                                                                           s["service"]):
-            return True
-    return False
+def meets(health: LaneHealth, pickup_ms: int, transit_p90_days: float) -> bool:
+    """Does a parcel handed to the carrier at ``pickup_ms`` meet the lane's disruption? A delay
+    holds up parcels handed over while it lasts; an outage also stops those still on the road
+    when it starts (within the lane's p90 transit: cautious, a parcel that usually arrives
+    before it still counts). The ground truth's reading of a lane.status
+    (`operators/eval/truth.py`), and the node closures' rule of comparing pick-up and window."""
+    start = health.updated_at if health.valid_from is None else health.valid_from
+    if health.valid_until is not None and pickup_ms >= health.valid_until:
+        return False
+    if health.status == "outage" or health.capacity_factor <= 0.0:
+        return pickup_ms + transit_p90_days * DAY_MS > start
+    return pickup_ms >= start
 
 
 def reroute_request(order_id: str, health: LaneHealth, now_ms: int) -> dict[str, Any]:
@@ -90,3 +132,65 @@ def open_records(open_by_node: Mapping[str, list[str]], raw: Mapping[str, bytes]
             if rec.resv_id == rid:
                 out.append((node, rec))
     return out
+
+
+# -- the router's side of a proactive re-route, as pure functions (also the offline replay's) --
+
+
+def to_replan(changes: Iterable[LaneHealth], now_ms: int) -> list[LaneHealth]:
+    """The lane changes that ask to re-plan open orders: those that weigh on a parcel shipped
+    now (delayed or out, now or forecast within the horizon: `operators.lanes.in_force`)."""
+    return [h for h in changes if in_force(h, now_ms)]
+
+
+def requests_for_lane(health: LaneHealth, open_by_node: Mapping[str, list[str]],
+                      raw: Mapping[str, bytes], network: Network, now_ms: int,
+                      at_pickup: bool = True, clock: NodeClock | None = None
+                      ) -> list[dict[str, Any]]:
+    """The `order.reroute_requested` events for one lane change, from the open reservations
+    of the nodes on its origin (`nodes_on_origin`) and the orders' records: the orders whose
+    parcel meets the disruption at its pick-up (`endangered`). The routing flow's
+    `RerouteRequests` and the offline replay both call this; ``at_pickup=False`` (every open
+    order on the lane) is the former selection, for the comparison only."""
+    records = open_records(open_by_node, raw)
+    ids = endangered(health, records, network, now_ms if at_pickup else None, clock)
+    return [reroute_request(oid, health, now_ms) for oid in ids]
+
+
+Route = frozenset[tuple[str, str, str]]
+
+
+def plan_route(plan: Plan, network: Network) -> Route:
+    """(node id, carrier, service) of every shipment of a plan."""
+    return frozenset((network.nodes[s.node].id, network.services[s.service].carrier,
+                      network.services[s.service].service) for s in plan.shipments)
+
+
+def decision_route(decision: bytes) -> Route:
+    """(node id, carrier, service) of every shipment of a recorded routed decision."""
+    return frozenset((s["node_id"], s["carrier"], s["service"])
+                     for s in orjson.loads(decision)["shipments"])
+
+
+def move_verdict(plan: Plan | Unroutable, kept_decision: bytes, network: Network) -> str:
+    """What a proactive re-route does with its re-plan: ``no-alternative`` (no feasible plan:
+    the order keeps its own), ``unchanged`` (the same nodes and carrier services) or ``moved``
+    (take the new plan in full, then release the old one)."""
+    if isinstance(plan, Unroutable):
+        return "no-alternative"
+    if plan_route(plan, network) == decision_route(kept_decision):
+        return "unchanged"
+    return "moved"
+
+
+def credit_holds(atp: np.ndarray, skus: Sequence[str], holds: Mapping[str, Iterable[Sequence[Any]]],
+                 node_index: Mapping[str, int]) -> None:
+    """Count what an order's current plan holds as available to its re-plan (in place): the
+    ledger credits the same units when the new reservation takes them over."""
+    column = {sku: j for j, sku in enumerate(skus)}
+    for node, lines in holds.items():
+        k = node_index.get(node)
+        for sku, qty in lines:
+            j = column.get(sku)
+            if k is not None and j is not None:
+                atp[k, j] += int(qty)
