@@ -321,10 +321,14 @@ def main() -> None:
     ap.add_argument("--seconds", type=float, default=15.0)
     ap.add_argument("--processes", type=int, default=1)
     ap.add_argument("--skip-plain", action="store_true")
+    ap.add_argument("--engine-config", metavar="FILE",
+                    help="a config file for the routing flow (fulfil run --config), e.g. "
+                    '{"abnormal": {"enabled": false}} to price the abnormal-order flags')
     ap.add_argument("--soak", type=float, default=0.0, metavar="SECONDS",
                     help="instead: offer --rate for SECONDS to the bytewax passthrough and the "
                     "routing flow, one after the other, and print latency and memory per minute")
     args = ap.parse_args()
+    extra = ["--config", str(Path(args.engine_config).resolve())] if args.engine_config else []
     if args.soak:
         os.environ.update(SOAK_ENV)  # inherited by the pipelines' processes
         n = int(args.rate * args.soak) + 1
@@ -336,7 +340,7 @@ def main() -> None:
                 "bytewax": soak("bytewax", stack, 0, lambda s, pre, a, b: start_passthrough(
                     "bytewax", s, a, b, logs / f"{pre}log"), orders, args.rate, args.soak, 1),
                 "routing": soak("routing", stack, 1, lambda s, pre, a, b: start_engine(
-                    s, pre, args.processes, log_dir=logs, metrics_port=METRICS_PORT),
+                    s, pre, args.processes, extra, log_dir=logs, metrics_port=METRICS_PORT),
                     orders, args.rate, args.soak, args.processes),
             }
         print(f"\nsoak at {args.rate:,.0f}/s: minute, p50 ms, p99 ms, RSS MB")
@@ -357,7 +361,7 @@ def main() -> None:
         pipelines.append(("bytewax", lambda s, pre, a, b: start_passthrough(
             "bytewax", s, a, b, logs / f"{pre}log")))
         pipelines.append(("routing", lambda s, pre, a, b: start_engine(
-            s, pre, args.processes, log_dir=logs, metrics_port=METRICS_PORT)))
+            s, pre, args.processes, extra, log_dir=logs, metrics_port=METRICS_PORT)))
         results = []
         for i, (name, start) in enumerate(pipelines):
             print(f"measuring {name} ...", flush=True)
