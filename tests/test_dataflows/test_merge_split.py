@@ -57,6 +57,19 @@ def seen_on_orders_topic(cfg: Config, event_id: str, timeout: float = 60.0) -> b
         consumer.close()
 
 
+def publish_stock(cfg: Config) -> None:
+    """sku-x only at FAR; sku-y at FAR and at NEAR (the cheaper parcel for it alone)."""
+    publish(cfg, "inventory", [stock(FAR.id, "sku-x", 10), stock(FAR.id, "sku-y", 10),
+                               stock(NEAR.id, "sku-y", 10)])
+
+
+def stocked_ledger(cfg: Config) -> Ledger:
+    """The ledger, once the running flow has applied `publish_stock`."""
+    ledger = Ledger(connect(cfg.redis_url), cfg.redis_prefix)
+    wait_until(lambda: ledger.stock(NEAR.id, "sku-y")[0] == 10)
+    return ledger
+
+
 def versions(decisions: list[dict]) -> dict[int, dict]:
     return {d["version"]: d for d in decisions}  # a replay re-emits the same bytes
 
@@ -64,11 +77,9 @@ def versions(decisions: list[dict]) -> dict[int, dict]:
 def test_merge_joins_a_costlier_parcel_and_split_leaves_it_for_good(cfg: Config) -> None:
     from dataflows.consolidation import build_flow as consolidation_flow
 
-    publish(cfg, "inventory", [stock(FAR.id, "sku-x", 10), stock(FAR.id, "sku-y", 10),
-                               stock(NEAR.id, "sku-y", 10)])
+    publish_stock(cfg)
     with FlowThread(cfg):
-        ledger = Ledger(connect(cfg.redis_url), cfg.redis_prefix)
-        wait_until(lambda: ledger.stock(NEAR.id, "sku-y")[0] == 10)
+        ledger = stocked_ledger(cfg)
         publish(cfg, "orders", [
             order("first", [("sku-x", 1)], customer=CUSTOMER, promise_days=20, **HOME),
             order("second", [("sku-y", 1)], customer=CUSTOMER, promise_days=20, **HOME)])
@@ -124,11 +135,9 @@ def test_merge_joins_a_costlier_parcel_and_split_leaves_it_for_good(cfg: Config)
 
 
 def test_refused_merges_and_requests_for_orders_that_cannot_change(cfg: Config) -> None:
-    publish(cfg, "inventory", [stock(FAR.id, "sku-x", 10), stock(FAR.id, "sku-y", 10),
-                               stock(NEAR.id, "sku-y", 10)])
+    publish_stock(cfg)
     with FlowThread(cfg):
-        ledger = Ledger(connect(cfg.redis_url), cfg.redis_prefix)
-        wait_until(lambda: ledger.stock(NEAR.id, "sku-y")[0] == 10)
+        ledger = stocked_ledger(cfg)
         publish(cfg, "orders", [
             order("first", [("sku-x", 1)], customer=CUSTOMER, promise_days=20, **HOME),
             order("tight", [("sku-y", 1)], customer=CUSTOMER, promise_days=3, **HOME),
@@ -176,11 +185,9 @@ def order_cancel(order_id: str) -> dict:
 
 
 def test_a_merge_naming_several_orders_brings_them_all_onto_one_parcel(cfg: Config) -> None:
-    publish(cfg, "inventory", [stock(FAR.id, "sku-x", 10), stock(FAR.id, "sku-y", 10),
-                               stock(NEAR.id, "sku-y", 10)])
+    publish_stock(cfg)
     with FlowThread(cfg):
-        ledger = Ledger(connect(cfg.redis_url), cfg.redis_prefix)
-        wait_until(lambda: ledger.stock(NEAR.id, "sku-y")[0] == 10)
+        ledger = stocked_ledger(cfg)
         publish(cfg, "orders", [
             order(oid, [(sku, 1)], customer=CUSTOMER, promise_days=20, **HOME)
             for oid, sku in (("first", "sku-x"), ("second", "sku-y"), ("third", "sku-y"),

@@ -112,3 +112,20 @@ def real_batch() -> tuple[Network, list[Any], Callable[[list[str]], Any]]:
         return np.ascontiguousarray(rng.integers(1, 3, shape) * (rng.random(shape) < 0.08))
 
     return network, orders, atp_of
+
+
+def decide(net: Network, policy: str, stock: list[dict], orders: list[dict]) -> list:
+    """Plan one batch of ``orders`` against ``stock`` (inventory events) with ``policy``."""
+    from operators.candidates import LaneArrays
+    from operators.eval.ledger import LedgerMirror
+    from operators.eval.policies import make_policy
+    from operators.orders import order_from_created
+
+    pol = make_policy(policy, net, Config())
+    ledger = LedgerMirror([n.id for n in net.nodes])
+    for ev in stock:
+        ledger.apply_inventory(ev["node_id"], ev["sku"], ev["version"], True, ev["on_hand"])
+    prep = pol.planner.prepare([order_from_created(o) for o in orders])
+    atp, load = ledger.availability(prep.skus, 0)
+    lanes = LaneArrays.healthy(len(net.regions), len(net.services))
+    return pol.plan(prep, atp, load, lanes, NOW)

@@ -14,16 +14,14 @@ from fulfil.config import Config
 from operators.candidates import LaneArrays, build_candidates
 from operators.decisions import routed_decision
 from operators.emissions import shipment_co2e_g
-from operators.eval.ledger import LedgerMirror
 from operators.eval.policies import candidate_co2e_kg, co2e_policy, make_policy, shipments_of
 from operators.eval.run import expand_policies
 from operators.network import Service, load_default
-from operators.orders import order_from_created
 from operators.planner import Plan, Planner
 from operators.scoring import Feature
 from schemas.validation import validate
 
-from .conftest import NOW, inventory, tiny_network
+from .conftest import NOW, decide, inventory, tiny_network
 from .conftest import order as order_event
 
 
@@ -100,7 +98,7 @@ def test_a_higher_carbon_price_never_raises_the_chosen_plans_co2e() -> None:
     chosen = []
     for price in (0.0, 0.5, 2.0, 5.0, 20.0, 50.0, 200.0):
         # When fulfil plans it with the kernel's CO2e weight at that carbon price
-        (plan,) = _decide_with(net, co2e_policy(price), stock, orders)
+        (plan,) = decide(net, co2e_policy(price), stock, orders)
         chosen.append(sum(s.co2e_kg for s in plan.shipments))
     # Then the plan's CO2e never rises with the price, and a high enough price goes green
     assert all(b <= a + 1e-12 for a, b in itertools.pairwise(chosen))
@@ -118,14 +116,3 @@ def test_the_co2e_what_if_is_the_kernels_weight_not_a_python_score() -> None:
     assert expand_policies(["fulfil+co2e"], 0.5) == ["fulfil+co2e"]
     with pytest.raises(ValueError, match="CO2e price"):
         make_policy("fulfil+co2e@-1", net, Config())
-
-
-def _decide_with(net, policy: str, stock: list[dict], orders: list[dict]) -> list:
-    pol = make_policy(policy, net, Config())
-    ledger = LedgerMirror([n.id for n in net.nodes])
-    for ev in stock:
-        ledger.apply_inventory(ev["node_id"], ev["sku"], ev["version"], True, ev["on_hand"])
-    prep = pol.planner.prepare([order_from_created(o) for o in orders])
-    atp, load = ledger.availability(prep.skus, 0)
-    return pol.plan(prep, atp, load, LaneArrays.healthy(len(net.regions), len(net.services)),
-                    NOW)

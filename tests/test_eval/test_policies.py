@@ -6,25 +6,11 @@ import numpy as np
 
 from fulfil.config import Config
 from operators.candidates import LaneArrays
-from operators.eval.ledger import LedgerMirror
-from operators.eval.policies import linear, make_policy, plan_with_scores
-from operators.orders import order_from_created
+from operators.eval.policies import linear, plan_with_scores
 from operators.planner import Plan, Planner, Unroutable
 from operators.scoring import Weights
 
-from .conftest import NOW, _node, inventory, order, tiny_network
-
-
-def _decide(net, policy: str, stock: list[dict], orders: list[dict]) -> list:
-    """Plan one batch of ``orders`` against ``stock`` (inventory events) with ``policy``."""
-    pol = make_policy(policy, net, Config())
-    ledger = LedgerMirror([n.id for n in net.nodes])
-    for ev in stock:
-        ledger.apply_inventory(ev["node_id"], ev["sku"], ev["version"], True, ev["on_hand"])
-    prep = pol.planner.prepare([order_from_created(o) for o in orders])
-    atp, load = ledger.availability(prep.skus, 0)
-    lanes = LaneArrays.healthy(len(net.regions), len(net.services))
-    return pol.plan(prep, atp, load, lanes, NOW)
+from .conftest import NOW, _node, decide, inventory, order, tiny_network
 
 
 def _where(net, plan: Plan) -> list[tuple[str, str]]:
@@ -36,17 +22,17 @@ def test_nearest_takes_the_nearest_node_and_the_cheapest_service_even_when_late(
     stock = [inventory("N1", "A", 5), inventory("N2", "A", 5)]
     o = [order("o1", [("A", 1, 1000)], promise_days=2.0)]
     # Then the legacy rule ships standard from N1 (late); rate shopping and fulfil go express
-    (near,) = _decide(net, "nearest", stock, o)
+    (near,) = decide(net, "nearest", stock, o)
     assert _where(net, near) == [("N1", "post/std")] and near.est_ms > o[0]["promised_by"]
-    (sla,) = _decide(net, "nearest-sla", stock, o)
+    (sla,) = decide(net, "nearest-sla", stock, o)
     assert _where(net, sla) == [("N1", "post/exp")]
-    (ours,) = _decide(net, "fulfil", stock, o)
+    (ours,) = decide(net, "fulfil", stock, o)
     assert _where(net, ours) == [("N1", "post/exp")] and ours.est_ms <= o[0]["promised_by"]
 
 
 def test_nearest_skips_a_node_without_enough_stock(net) -> None:
     stock = [inventory("N1", "A", 1), inventory("N2", "A", 5)]
-    (near,) = _decide(net, "nearest", stock, [order("o1", [("A", 2, 1000)])])
+    (near,) = decide(net, "nearest", stock, [order("o1", [("A", 2, 1000)])])
     assert _where(net, near) == [("N2", "post/std")]
 
 
@@ -58,16 +44,16 @@ def test_fewest_splits_prefers_two_far_shipments_to_three_near_ones() -> None:
     stock = [inventory("N1", "A", 1), inventory("N1", "B", 1), inventory("N2", "C", 1),
              inventory("N3", "A", 1), inventory("N4", "B", 1)]
     o = [order("o1", [("A", 1, 500), ("B", 1, 500), ("C", 1, 500)], promise_days=5.0)]
-    (few,) = _decide(net, "fewest-splits", stock, o)
+    (few,) = decide(net, "fewest-splits", stock, o)
     assert sorted(n for n, _ in _where(net, few)) == ["N1", "N2"]
-    (near,) = _decide(net, "nearest", stock, o)
+    (near,) = decide(net, "nearest", stock, o)
     assert sorted(n for n, _ in _where(net, near)) == ["N2", "N3", "N4"]
     assert {s for _, s in _where(net, near)} == {"post/std"}
 
 
 def test_no_stock_anywhere_is_unroutable_for_every_policy(net) -> None:
     for p in ("fulfil", "nearest", "nearest-sla", "fewest-splits", "fulfil+co2e"):
-        (res,) = _decide(net, p, [inventory("N1", "A", 1)], [order("o1", [("B", 1, 1000)])])
+        (res,) = decide(net, p, [inventory("N1", "A", 1)], [order("o1", [("B", 1, 1000)])])
         assert res == Unroutable("no-stock"), p
 
 
