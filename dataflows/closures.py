@@ -28,6 +28,7 @@ from dataflows.router import Out, now_ms
 from fulfil import metrics
 from fulfil.config import Config
 from operators.closures import (
+    NodeClock,
     NodeClosure,
     announced,
     closure_key,
@@ -37,10 +38,20 @@ from operators.closures import (
     update_closure,
 )
 from operators.network import Network
+from operators.orders import OrderRecord
 from operators.reroute import open_records, order_of
 from state.closures import closure_board
 from state.ledger import Ledger
 from state.orderbook import OrderBook
+
+
+def open_orders(book: OrderBook, node_ids: list[str]) -> list[tuple[str, OrderRecord]]:
+    """(node, record) of every order still holding a reservation at these nodes: one read of
+    the nodes' reservations, one of the orders' records. For the rare scans a disruption
+    triggers (a closure here, a lane in `dataflows/routing.py`), never per order."""
+    open_by_node = book.ledger.open_reservations(node_ids)
+    wanted = sorted({order_of(r) for rids in open_by_node.values() for r in rids})
+    return open_records(open_by_node, book.get_many(wanted) if wanted else {})
 
 
 class ClosureRerouteRequests:
@@ -55,23 +66,24 @@ class ClosureRerouteRequests:
         self._client = client
         self._network = network
         self._orders_topic = config.topic("orders")
+        self._book: OrderBook | None = None
+        self._clock: NodeClock | None = None
 
     def __call__(self, batch: list[tuple[str, NodeClosure]]) -> list[Out]:
         now = now_ms()
         closing = [c for _, c in batch if announced(c, now)]
         if not closing:
             return []
-        clock = node_clock(self._network())
-        ledger = Ledger(self._client(), self._config.redis_prefix)
-        book = OrderBook(ledger, self._config.redis_prefix)
+        if self._book is None:  # rare step: built on first use, then kept
+            self._clock = node_clock(self._network())
+            self._book = OrderBook(Ledger(self._client(), self._config.redis_prefix),
+                                   self._config.redis_prefix)
+        clock, book = self._clock, self._book
         out: list[Out] = []
         for c in closing:
             if c.key not in clock.index:
                 continue
-            open_by_node = ledger.open_reservations([c.key])
-            wanted = sorted({order_of(r) for rids in open_by_node.values() for r in rids})
-            raw = book.get_many(wanted) if wanted else {}
-            asks = endangered(c, open_records(open_by_node, raw), clock, now)
+            asks = endangered(c, open_orders(book, [c.key]), clock, now)
             for oid in asks:
                 event = reroute_request(oid, c, now)
                 out.append((oid, OutMessage(self._orders_topic, oid.encode(), orjson.dumps(event))))

@@ -20,7 +20,7 @@ import orjson
 
 from dataflows.connectors import OutMessage, RawMessage
 from fulfil import metrics
-from operators.closures import node_clock
+from operators.closures import NodeClock
 from operators.consolidation import ships_alone
 from operators.decisions import RulesInfo, approval_request, held_decision
 from operators.kept_clock import kept_ready
@@ -109,6 +109,7 @@ class PlanMoves:
     node_ids: list[str]
     _rules: Callable[[], RuleSet]
     _rule_hits: dict[str, Any]
+    _clock: NodeClock  # the nodes' pick-up clock (set by CustomerRequests._init_requests)
 
     decisions_topic: str
     approvals_topic: str
@@ -182,7 +183,7 @@ class PlanMoves:
         node's handling clock instead of restarting it (operators/kept_clock.py)."""
         keep = [p.keep for p in pending if p.keep is not None]
         if keep or self.planner.kept:
-            self.planner.kept = kept_ready(keep, node_clock(self.network)) if keep else {}
+            self.planner.kept = kept_ready(keep, self._clock) if keep else {}
 
     def _join_constraint(self, outcome: Outcome, join: Mapping[str, Any]) -> Outcome:
         """Only the earlier order's node and carrier service (on top of the rules' limits)."""

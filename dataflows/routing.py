@@ -30,7 +30,7 @@ import orjson
 from bytewax.dataflow import Dataflow
 from bytewax.outputs import DynamicSink, StatelessSinkPartition
 
-from dataflows.closures import closure_steps
+from dataflows.closures import closure_steps, open_orders
 from dataflows.config_feed import RulesFeed
 from dataflows.connectors import KafkaSink, KafkaSource, OutMessage, RawMessage
 from dataflows.router import Out, Router, dead_out, now_ms
@@ -47,7 +47,7 @@ from operators.model_online import (
 )
 from operators.network import Network, load_default
 from operators.orders import OrderRecord
-from operators.reroute import nodes_on_origin, order_of, requests_for_lane, to_replan
+from operators.reroute import nodes_on_origin, requests_for_lane, to_replan
 from operators.risk import load_model
 from operators.rules import empty_ruleset
 from schemas.errors import ValidationError
@@ -209,14 +209,11 @@ class RerouteRequests:
             return []
         network = _network(self._config)
         clock = self._clock = self._clock or node_clock(network)
-        ledger = self._ledgers.get()
-        book = OrderBook(ledger, self._config.redis_prefix)
+        book = OrderBook(self._ledgers.get(), self._config.redis_prefix)
         out: list[Out] = []
         for health in bad:
-            open_by_node = ledger.open_reservations(nodes_on_origin(health, network))
-            wanted = {order_of(r) for rids in open_by_node.values() for r in rids}
-            raw = book.get_many(sorted(wanted)) if wanted else {}
-            asks = requests_for_lane(health, open_by_node, raw, network, now, clock=clock)
+            records = open_orders(book, nodes_on_origin(health, network))
+            asks = requests_for_lane(health, records, network, now, clock=clock)
             for event in asks:
                 oid = event["order_id"]
                 out.append((oid, OutMessage(self._orders_topic, oid.encode(), orjson.dumps(event))))

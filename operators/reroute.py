@@ -143,16 +143,14 @@ def to_replan(changes: Iterable[LaneHealth], now_ms: int) -> list[LaneHealth]:
     return [h for h in changes if in_force(h, now_ms)]
 
 
-def requests_for_lane(health: LaneHealth, open_by_node: Mapping[str, list[str]],
-                      raw: Mapping[str, bytes], network: Network, now_ms: int,
-                      at_pickup: bool = True, clock: NodeClock | None = None
-                      ) -> list[dict[str, Any]]:
-    """The `order.reroute_requested` events for one lane change, from the open reservations
-    of the nodes on its origin (`nodes_on_origin`) and the orders' records: the orders whose
-    parcel meets the disruption at its pick-up (`endangered`). The routing flow's
-    `RerouteRequests` and the offline replay both call this; ``at_pickup=False`` (every open
-    order on the lane) is the former selection, for the comparison only."""
-    records = open_records(open_by_node, raw)
+def requests_for_lane(health: LaneHealth, records: Sequence[tuple[str, OrderRecord]],
+                      network: Network, now_ms: int, at_pickup: bool = True,
+                      clock: NodeClock | None = None) -> list[dict[str, Any]]:
+    """The `order.reroute_requested` events for one lane change, from the open orders of the
+    nodes on its origin (`nodes_on_origin`; `open_records`): the orders whose parcel meets the
+    disruption at its pick-up (`endangered`). The routing flow's `RerouteRequests` and the
+    offline replay both call this; ``at_pickup=False`` (every open order on the lane) is the
+    former selection, for the comparison only."""
     ids = endangered(health, records, network, now_ms if at_pickup else None, clock)
     return [reroute_request(oid, health, now_ms) for oid in ids]
 

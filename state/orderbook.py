@@ -91,6 +91,11 @@ class OrderBook:
                                  self._ttl, *(records[o] for o in part)))
         return commands
 
+    @property
+    def ledger(self) -> Ledger:
+        """The ledger whose client (and round trips) the book shares."""
+        return self._ledger
+
     def get_many(self, order_ids: Sequence[str]) -> dict[str, bytes]:
         commands, parse = self.get_commands(order_ids)
         return parse(self._ledger.execute(commands))
