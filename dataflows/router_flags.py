@@ -24,6 +24,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import replace
+from types import MappingProxyType
 from typing import Any
 
 from prometheus_client import Counter
@@ -33,6 +34,7 @@ from operators.network import Network
 from operators.orders import OrderData
 from operators.watch.abnormal import (
     PATTERNS,
+    SeenOrder,
     assess_order,
     flag_payload,
     order_keys,
@@ -48,6 +50,7 @@ _FLAGGED = {p: FLAGGED.labels(pattern=p) for p in PATTERNS}
 
 
 Finish = Callable[[list[Any]], dict[str, OrderData]]
+_NO_SEEN: Mapping[str, SeenOrder] = MappingProxyType({})
 
 
 class OrderFlagger:
@@ -73,21 +76,22 @@ class OrderFlagger:
         if not self.enabled or not created:
             return [], None
         items = list(created.values())
-        requests = []
-        for ev, order in items:
-            keys = order_keys(ev)
-            requests.append(MarkRequest(order.order_id, order.channel, order.event_time,
-                                        keys.customer, keys.fingerprint, keys.top_qty, keys.skus))
+        # OrderKeys's fields are MarkRequest's last four (a test pins it): no copy per field
+        requests = [MarkRequest(order.order_id, order.channel, order.event_time, *order_keys(ev))
+                    for ev, order in items]
         cmds, parse = self._marks.commands(requests)
+        # Only the fingerprints are needed after the round trip: the requests (and their
+        # tuples) are freed before it, so the garbage collector never sees them.
+        fps = [r.fingerprint for r in requests]
+        del requests
+        net, cfg = self._net, self.cfg
 
         def finish(replies: list[Any]) -> dict[str, OrderData]:
             flagged: dict[str, OrderData] = {}
-            for (ev, order), req, history in zip(items, requests, parse(replies), strict=True):
-                seen = ({req.fingerprint: history.seen}
-                        if history.seen and req.fingerprint else {})
-                flags = assess_order(ev, net=self._net, sku_norms=history.skus,
-                                     customer_norm=history.customer, seen=seen, cfg=self.cfg,
-                                     fp=req.fingerprint)
+            for (ev, order), fp, history in zip(items, fps, parse(replies), strict=True):
+                seen = {fp: history.seen} if history.seen and fp else _NO_SEEN
+                flags = assess_order(ev, net=net, sku_norms=history.skus,
+                                     customer_norm=history.customer, seen=seen, cfg=cfg, fp=fp)
                 if flags:
                     flagged[order.order_id] = replace(
                         order, attrs={**order.attrs, "flags": flag_payload(flags)})

@@ -27,7 +27,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
-from operators.network import haversine_km
+from operators.network import EARTH_RADIUS_KM, haversine_km
 from operators.watch.facts import NetInfo
 from operators.watch.settings import AbnormalSettings, SettingsError, settings_from
 
@@ -35,6 +35,7 @@ DUPLICATE, QUANTITY, ADDRESS = "duplicate", "quantity", "address"
 PATTERNS = (DUPLICATE, QUANTITY, ADDRESS)
 #: The routing config's `abnormal` section: this switch plus any `AbnormalSettings` field.
 ENABLED = "enabled"
+_KM_PER_DEG = EARTH_RADIUS_KM * math.pi / 180  # of a great circle
 
 
 class Flag(NamedTuple):
@@ -81,11 +82,15 @@ def fingerprint(customer: str | None, lines: Any, destination: Mapping[str, Any]
     """Customer + items + address, channel-independent; None without a customer id."""
     if not customer:
         return None
-    items = "\x1e".join(sorted(f"{line['sku']}*{int(line['qty'])}" for line in lines))
-    postal = str(destination.get("postal_code") or "")
-    lat, lng = destination.get("lat"), destination.get("lng")
-    where = postal or (f"{round(float(lat), 3)},{round(float(lng), 3)}"
-                       if isinstance(lat, int | float) and isinstance(lng, int | float) else "")
+    if len(lines) == 1:  # most orders (the router fingerprints every new one): nothing to sort
+        items = f"{lines[0]['sku']}*{int(lines[0]['qty'])}"
+    else:
+        items = "\x1e".join(sorted([f"{line['sku']}*{int(line['qty'])}" for line in lines]))
+    where = str(destination.get("postal_code") or "")
+    if not where:
+        lat, lng = destination.get("lat"), destination.get("lng")
+        if isinstance(lat, int | float) and isinstance(lng, int | float):
+            where = f"{round(float(lat), 3)},{round(float(lng), 3)}"
     text = f"{customer}\x1f{items}\x1f{where}"
     return hashlib.blake2b(text.encode(), digest_size=12).hexdigest()
 
@@ -136,6 +141,11 @@ def address_problem(destination: Mapping[str, Any], net: NetInfo, cfg: AbnormalS
         return f"inconsistent: region {region} but postal code {postal} is in {postal_region}"
     lat, lng = destination.get("lat"), destination.get("lng")
     if isinstance(lat, int | float) and isinstance(lng, int | float):
+        # The distance is at most R * (|dlat| + |dlng|) (along a meridian, then a parallel):
+        # under the limit by that bound, no trigonometry needed (most orders).
+        if (abs(lat - by_postal[0]) + abs(lng - by_postal[1])) * _KM_PER_DEG \
+                < 0.999 * cfg.address_max_km:
+            return None
         km = haversine_km(float(lat), float(lng), by_postal[0], by_postal[1])
         if km > cfg.address_max_km:
             return f"inconsistent: coordinates {km:.0f} km from postal code {postal}'s area"
@@ -161,7 +171,10 @@ def assess_order(event: Mapping[str, Any], *, net: NetInfo, sku_norms: Mapping[s
         if why:
             flags.append(Flag(DUPLICATE, oid, ts, why))
     for line in event["lines"]:
-        sku, qty = str(line["sku"]), int(line["qty"])
+        qty = int(line["qty"])
+        if qty < cfg.qty_min:  # never an outlier (both checks below say so): most lines
+            continue
+        sku = str(line["sku"])
         why = quantity_problem(sku, qty, sku_norms.get(sku), cfg) or \
             customer_problem(qty, customer_norm, cfg)
         if why:
@@ -198,12 +211,16 @@ class OrderKeys(NamedTuple):
 
 def order_keys(event: Mapping[str, Any]) -> OrderKeys:
     customer = (event.get("customer") or {}).get("id")
+    lines = event["lines"]
+    fp = fingerprint(customer, lines, event["destination"])
+    if len(lines) == 1:  # most orders (the router keys every new one): nothing to merge
+        qty = max(int(lines[0]["qty"]), 0)
+        return OrderKeys(customer or None, fp, qty, ((str(lines[0]["sku"]), qty),))
     top: dict[str, int] = {}
-    for line in event["lines"]:
+    for line in lines:
         sku, qty = str(line["sku"]), int(line["qty"])
         top[sku] = max(qty, top.get(sku, 0))
-    return OrderKeys(customer or None, fingerprint(customer, event["lines"], event["destination"]),
-                     max(top.values(), default=0), tuple(top.items()))
+    return OrderKeys(customer or None, fp, max(top.values(), default=0), tuple(top.items()))
 
 
 def flag_payload(flags: list[Flag]) -> list[dict[str, str]]:

@@ -8,9 +8,11 @@ carries no flag.
 
 from __future__ import annotations
 
+import random
 import time
 from itertools import count
 from pathlib import Path
+from typing import Any
 
 import orjson
 import pytest
@@ -20,9 +22,13 @@ from dataflows.connectors import RawMessage, list_partitions
 from dataflows.router import Router
 from fulfil import cli
 from fulfil.config import Config, ConfigError, load_config
-from operators.network import load_default
+from operators.network import haversine_km, load_default
 from operators.rules import compile_rules, empty_ruleset
+from operators.watch.abnormal import OrderKeys, address_problem
+from operators.watch.facts import NetInfo
+from operators.watch.settings import AbnormalSettings
 from state.ledger import InventoryUpdate, Ledger
+from state.order_marks import MarkRequest
 from state.redis_client import connect
 from tests.test_dataflows.helpers import (
     FlowThread,
@@ -70,6 +76,11 @@ def twin(order_id: str, customer: str, **kw: object) -> dict:
     return order(order_id, [("sku-a", 1), ("sku-b", 2)], customer={"id": customer}, **kw)
 
 
+def server_ms(client: Any) -> int:
+    sec, usec = client.time()
+    return sec * 1000 + usec // 1000
+
+
 def patterns(decision: dict) -> list[str]:
     return [f["pattern"] for f in decision.get("flags", ())]
 
@@ -114,6 +125,18 @@ def test_quantity_far_above_the_skus_norm_is_flagged_after_history(redis_url: st
     assert "sku-q x100" in flagged["o-big"]["flags"][0]["reason"]
 
 
+def test_a_line_far_above_the_customers_largest_is_flagged(redis_url: str) -> None:
+    router = make_router(redis_url, qty_min=20, customer_min_orders=3)
+    usual = [order(f"o-u{i}", [line], customer={"id": "c-u"})  # not twins: no duplicate
+             for i, line in enumerate([("sku-a", 1), ("sku-a", 2), ("sku-b", 2)])]
+    assert not any("flags" in d for d in decisions(router, *usual).values())
+    big = decisions(router, order("o-u-big", [("sku-b", 40)], customer={"id": "c-u"}))
+    assert patterns(big["o-u-big"]) == ["quantity"]
+    assert "largest line so far was x2" in big["o-u-big"]["flags"][0]["reason"]
+    other = decisions(router, order("o-v-big", [("sku-b", 40)], customer={"id": "c-v"}))
+    assert "flags" not in other["o-v-big"]  # a new customer: no norm to compare with
+
+
 def test_an_inconsistent_address_is_flagged_and_still_routed(redis_url: str) -> None:
     router = make_router(redis_url)
     odd = order("o-odd", [("sku-a", 1)])
@@ -123,14 +146,36 @@ def test_an_inconsistent_address_is_flagged_and_still_routed(redis_url: str) -> 
     assert "inconsistent" in d["flags"][0]["reason"]
 
 
+def test_the_address_distance_shortcut_flags_exactly_what_the_haversine_does() -> None:
+    """The check skips the trigonometry when a cheap upper bound is under the limit; the
+    flags must be those of the full great-circle distance, near the limit too."""
+    net, cfg = NetInfo(NET), AbnormalSettings()
+    lat0, lng0, _ = net.postal_place("01310")
+    rnd = random.Random(7)
+    flagged = 0
+    for _ in range(3000):
+        lat = lat0 + rnd.uniform(-2.0, 2.0)
+        lng = lng0 + rnd.uniform(-2.0, 2.0)
+        why = address_problem({"postal_code": "01310", "lat": lat, "lng": lng}, net, cfg)
+        assert (why is not None) == (haversine_km(lat, lng, lat0, lng0) > cfg.address_max_km)
+        flagged += why is not None
+    assert 0 < flagged < 3000  # both sides of the limit were tried
+
+
+def test_an_orders_keys_fill_the_marks_request_field_for_field() -> None:
+    assert MarkRequest._fields[3:] == OrderKeys._fields  # the flagger passes them by position
+
+
 def test_the_duplicate_window_bounds_the_state(redis_url: str) -> None:
     router = make_router(redis_url, duplicate_window_ms=300)
     client = router.ledger._client
     decisions(router, twin("o-1", "c-1"))
-    fps = client.keys("fulfil:{am:*}:fp:*")
-    assert len(fps) == 1 and 0 < client.pttl(fps[0]) <= 300
-    wait_until(lambda: not client.exists(fps[0]), timeout=10)
+    (key,) = client.keys("fulfil:{am:*}:cu:c-1")  # the customer's norm and fingerprints
+    expiry = int(client.get(key).split(b"\x1e")[1].split(b"\x1f")[1])
+    assert 0 < expiry - server_ms(client) <= 300
+    wait_until(lambda: server_ms(client) > expiry, timeout=10)
     assert "flags" not in decisions(router, twin("o-2", "c-1"))["o-2"]  # outside the window
+    assert b"o-1" not in client.get(key)  # and o-1's fingerprint is gone
 
 
 def test_switched_off_nothing_is_flagged_or_stored(redis_url: str) -> None:

@@ -3,12 +3,14 @@ redis-server: judged against what came before, idempotent per order, bounded, on
 
 from __future__ import annotations
 
+import pytest
 import redis
 from redis.crc import key_slot
 
 from operators.watch.abnormal import QtyNorm
+from state import order_marks
 from state.ledger import Ledger
-from state.order_marks import MarkRequest, OrderMarks
+from state.order_marks import INLINE_FPS, MarkRequest, OrderMarks
 from tests.test_dataflows.helpers import wait_until
 
 
@@ -66,16 +68,126 @@ def test_a_replayed_order_gets_the_same_history_and_adds_nothing(redis_client: r
     assert later.skus["sku-a"].n == 2
 
 
+def server_ms(client: redis.Redis) -> int:
+    sec, usec = client.time()
+    return sec * 1000 + usec // 1000
+
+
+def entries(client: redis.Redis, key: str) -> list[list[bytes]]:
+    """The fingerprint entries kept in a customer's key (fields: fp, expiry, order, ...)."""
+    return [e.split(b"\x1f") for e in (client.get(key) or b"").split(b"\x1e")[1:]]
+
+
 def test_fingerprints_expire_after_the_duplicate_window(redis_client: redis.Redis) -> None:
     m = marks(redis_client, window_ms=300, ttl_ms=60_000)
     m.mark([req("o-1")])
-    fp_key = m.key("fp", "c-1", "fp-1")
-    assert 0 < redis_client.pttl(fp_key) <= 300
-    assert 0 < redis_client.pttl(m.key("c", "c-1", "c-1")) <= 60_000
+    cust_key = m.key("cu", "c-1", "c-1")
+    (entry,) = entries(redis_client, cust_key)
+    assert entry[:3] == [b"fp-1", entry[1], b"o-1"]
+    assert 0 < int(entry[1]) - server_ms(redis_client) <= 300  # its own expiry: the window
+    assert 0 < redis_client.pttl(cust_key) <= 60_000
     assert 0 < redis_client.pttl(m.key("s", "sku-a", "sku-a")) <= 60_000
-    wait_until(lambda: not redis_client.exists(fp_key), timeout=10)
+    wait_until(lambda: server_ms(redis_client) > int(entry[1]), timeout=10)
     (h,) = m.mark([req("o-2")])
     assert h.seen is None  # the window passed: not a duplicate
+    assert h.customer is not None and h.customer.n == 1  # the norm outlives it
+    assert [e[2] for e in entries(redis_client, cust_key)] == [b"o-2"]  # o-1's entry dropped
+
+
+def test_a_norm_shorter_than_the_window_expires_on_its_own(redis_client: redis.Redis) -> None:
+    m = marks(redis_client, window_ms=60_000, ttl_ms=300)
+    m.mark([req("o-1")])
+    cust_key = m.key("cu", "c-1", "c-1")
+    assert 300 < redis_client.pttl(cust_key) <= 60_000  # kept for the fingerprint
+    norm_expiry = int(redis_client.get(cust_key).split(b"\x1f")[2])
+    wait_until(lambda: server_ms(redis_client) > norm_expiry, timeout=10)
+    (h,) = m.mark([req("o-2", channel="app")])
+    assert h.seen is not None and h.seen.order_id == "o-1"  # still within the window
+    assert h.customer is None  # but the customer's norm has expired
+
+
+def test_a_new_order_costs_one_read_and_one_write(redis_client: redis.Redis) -> None:
+    m = OrderMarks(Ledger(redis_client), "t1", 60_000, 600_000, judge_min=20, flush_s=3600)
+    m.mark([req("o-1", fp="fp-1")])
+    redis_client.config_resetstat()
+    (h,) = m.mark([req("o-2", fp="fp-2", skus=(("sku-a", 2),))])  # the customer's next order
+    stats = redis_client.info("commandstats")
+    assert (stats["cmdstat_get"]["calls"], stats["cmdstat_set"]["calls"]) == (1, 1)
+    assert h == (None, None, {})  # a small order: the customer's norm is not read back
+    assert redis_client.keys("t1:*") == [m.key("cu", "c-1", "c-1").encode()]  # no other key
+
+
+def test_the_customers_norm_is_answered_for_a_line_it_can_judge(redis_client: redis.Redis
+                                                                ) -> None:
+    m = OrderMarks(Ledger(redis_client), "t2", 60_000, 600_000, judge_min=20, flush_s=3600)
+    m.mark([req(f"o-{i}", fp=f"fp-{i}", skus=(("sku-a", 2 + i),)) for i in range(3)])
+    (big,) = m.mark([req("o-big", fp="fp-big", skus=(("sku-a", 40),))])
+    assert big.customer is not None and (big.customer.n, big.customer.max_qty) == (3, 4)
+    m.mark([req("o-5", fp="fp-5")])
+    (again,) = m.mark([req("o-big", fp="fp-big", skus=(("sku-a", 40),))])  # replayed later
+    assert again == big  # the norm before it, not the one after o-5
+
+
+def test_a_busy_customers_other_fingerprints_get_keys_of_their_own(redis_client: redis.Redis
+                                                                   ) -> None:
+    m = marks(redis_client, window_ms=60_000)
+    n = INLINE_FPS + 3
+    m.mark([req(f"o-{i}", fp=f"fp-{i}", ts=1_000_000 + i) for i in range(n)])
+    cust_key = m.key("cu", "c-1", "c-1")
+    assert [e[0] for e in entries(redis_client, cust_key)] == [
+        f"fp-{i}".encode() for i in range(INLINE_FPS)]
+    own = [m.key("fp", "c-1", f"fp-{i}") for i in range(INLINE_FPS, n)]
+    assert all(0 < redis_client.pttl(k) <= 60_000 for k in own)
+    assert redis_client.pttl(m.key("fp", "c-1", "fp-0")) == -2  # inline: no key of its own
+    first, last = m.mark([req("d-0", fp="fp-0", channel="app"),
+                          req("d-last", fp=f"fp-{n - 1}", channel="app")])
+    assert first.seen == ("o-0", "web", 1_000_000)
+    assert last.seen == (f"o-{n - 1}", "web", 1_000_000 + n - 1)
+    (again,) = m.mark([req("d-last", fp=f"fp-{n - 1}", channel="app")])  # a replay
+    assert again == last
+    (third,) = m.mark([req("d-last-2", fp=f"fp-{n - 1}")])
+    assert third.seen is not None and third.seen.order_id == "d-last"
+    assert third.customer is not None and third.customer.n == n + 2
+
+
+def test_a_fingerprint_key_outliving_the_customers_entries(redis_client: redis.Redis) -> None:
+    m = marks(redis_client, window_ms=2_000)
+    m.mark([req(f"o-{i}", fp=f"fp-{i}") for i in range(INLINE_FPS)])
+    cust_key = m.key("cu", "c-1", "c-1")
+    inline_expiry = max(int(e[1]) for e in entries(redis_client, cust_key))
+    wait_until(lambda: server_ms(redis_client) > inline_expiry - 1_000, timeout=10)
+    m.mark([req("o-own", fp="fp-own")])  # the inline entries are all live: a key of its own
+    assert redis_client.exists(m.key("fp", "c-1", "fp-own"))
+    wait_until(lambda: server_ms(redis_client) > inline_expiry, timeout=10)
+    (dup,) = m.mark([req("d-own", fp="fp-own", channel="app")])  # no inline entry left
+    assert dup.seen is not None and dup.seen.order_id == "o-own"
+    assert entries(redis_client, cust_key) == []
+    (after,) = m.mark([req("d-own-2", fp="fp-own")])
+    assert after.seen is not None and after.seen.order_id == "d-own"
+    assert after.customer is not None and after.customer.n == INLINE_FPS + 2
+
+
+def test_separators_in_ids_do_not_break_the_values(redis_client: redis.Redis) -> None:
+    m = marks(redis_client)
+    odd = "o\x1e1\x1fx"
+    (first,) = m.mark([req(odd, channel="we\x1eb")])
+    (dup,) = m.mark([req("o-2")])
+    assert dup.seen is not None and dup.seen[:2] == ("o 1 x", "we b")
+    (replay,) = m.mark([req("o-2")])
+    assert replay == dup and first.seen is None
+
+
+def test_calls_split_by_chunk_answer_like_one(redis_client: redis.Redis,
+                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    requests = [req(f"o-{i}", customer=f"c-{i % 3}", fp=f"fp-{i % 5}",
+                    skus=(("sku-a", 1 + i % 4), ("sku-b", 2))) for i in range(30)]
+    whole = OrderMarks(Ledger(redis_client), "w", 60_000, 600_000, judge_min=3).mark(requests)
+    monkeypatch.setattr(order_marks, "CHUNK", 4)
+    chunked = OrderMarks(Ledger(redis_client), "k", 60_000, 600_000, judge_min=3)
+    commands, _ = chunked.commands(requests)
+    assert len(commands) > 10
+    assert chunked.mark(requests) == whole
+    assert sum(h.seen is not None for h in whole) == 15  # (customer, fp) repeats every 15
 
 
 def test_each_script_call_touches_one_hash_slot(redis_client: redis.Redis) -> None:
