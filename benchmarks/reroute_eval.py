@@ -3,7 +3,7 @@
     python benchmarks/reroute_eval.py [--forecasts ordinary|strike|closure|ordinary+closure|
                                        forecasts.json] [--hours 24]
                                       [--seed 7] [--truth-seed 7] [--json out.json]
-                                      [--every-open]
+                                      [--every-open] [--miss-threshold P]
 
 The day is the `olist-day-a` recipe (the Olist network `fulfil/data/network-olist-br.json`, real
 demand shares, destinations and products from the simulator, its stock rules, stock-out and
@@ -17,7 +17,10 @@ The same events go through the production planner twice (`operators/eval/reroute
 once routing each order at arrival only, once also re-routing open orders (routed, not yet
 picked up) whose parcel meets a forecast at its pick-up (or whose pick-up falls in its node's
 closure), with the routing flow's selection and the router's move rules (`--every-open`: the
-former lane selection, every open order on the lane, for comparison). Both runs see every
+former lane selection, every open order on the lane, for comparison): an order asked for is
+re-planned only when the plan it has, as it would now go, misses its promise with a probability
+above the threshold (`Config.reroute_miss_threshold`, default 0.05; `--miss-threshold 0`: every
+order asked for, the former behaviour), or cannot deliver. Both runs see every
 forecast at arrival (orders routed after a closure's announcement avoid the node in both);
 the only difference is what happens to orders routed before it. Lateness is judged on the
 seeded ground truth (`operators/eval/truth.py`, lane bias 0.15 as in `fulfil evaluate`) with
@@ -31,6 +34,7 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -84,10 +88,15 @@ def main(argv: list[str] | None = None) -> int:
                     "Forecast or NodeClosure)")
     ap.add_argument("--every-open", action="store_true", help="the former selection: re-plan "
                     "every open order on a forecast lane, whatever its pick-up")
+    ap.add_argument("--miss-threshold", type=float, default=None, help="re-plan an order "
+                    "asked for only when its plan's miss probability is above this (default: "
+                    "the engine's, Config.reroute_miss_threshold; 0 = every order asked for)")
     ap.add_argument("--json", help="also write the figures and parameters to this file")
     args = ap.parse_args(argv)
     t_start = time.monotonic()
     network, cfg = load_default(), Config()
+    if args.miss_threshold is not None:
+        cfg = replace(cfg, reroute_miss_threshold=args.miss_threshold)
     scenario = evidence_scenario(args.hours, args.seed)
     stream = scenario_events(scenario, network, name=BASE)
     t0 = scenario.sim_start_ms
@@ -111,11 +120,12 @@ def main(argv: list[str] | None = None) -> int:
         "weights": "defaults", "max_nodes": cfg.max_nodes, "max_splits": cfg.max_splits,
         "selection": ("every open order on the lane (former)" if args.every_open
                       else "parcels that meet the disruption at pick-up (engine)"),
+        "miss_threshold": cfg.reroute_miss_threshold,
     }  # fmt: skip
     print(f"scenario {params['scenario']}, forecasts {args.forecasts}, seed {args.seed}, "
           f"{params['period']}, network {network.version}, truth seed {args.truth_seed}, lane bias "
           f"{args.truth_lane_bias:g}, batches of {args.batch_ms} ms, selection: "
-          f"{params['selection']}")
+          f"{params['selection']}, miss threshold {cfg.reroute_miss_threshold:g}")
     for f in forecasts:
         print(f"  forecast {f.describe()}")
     print()

@@ -4,9 +4,10 @@ Split from `dataflows/router.py` to keep each module readable: the router owns t
 flow (read, plan, record, reserve, emit); this module owns what decides *how* an order is
 re-planned — the rules in force (holds, restrictions, priority), moving a reservation from one
 plan to the next without ever holding neither (credit, then release of the previous plan),
-keeping an order's plan when a proactive re-route finds nothing better, and merged delivery
-(joining an earlier order's parcel). `PlanMoves` is a mixin of `Router`: it uses the router's
-ledger, order book, ATP cache, network and planner.
+keeping an order's plan when it is safe enough where it is (the risk threshold,
+`operators.reroute.judge_kept`) or a proactive re-route finds nothing better, and merged
+delivery (joining an earlier order's parcel). `PlanMoves` is a mixin of `Router`: it uses
+the router's ledger, order book, ATP cache, boards, network and planner.
 """
 
 from __future__ import annotations
@@ -27,9 +28,11 @@ from operators.kept_clock import kept_ready
 from operators.network import Network
 from operators.orders import OrderData, OrderRecord
 from operators.planner import Plan, Planner
+from operators.reroute import KEPT, judge_kept
 from operators.rules import EMPTY, Outcome, RuleSet, order_facts
 from schemas.enums import DecisionStatus, OrderEventType
 from state.availability import AvailabilityCache
+from state.lanes import LaneBoard
 from state.ledger import Ledger, ReserveRequest
 from state.orderbook import OrderBook
 
@@ -110,6 +113,9 @@ class PlanMoves:
     _rules: Callable[[], RuleSet]
     _rule_hits: dict[str, Any]
     _clock: NodeClock  # the nodes' pick-up clock (set by CustomerRequests._init_requests)
+    _closures: LaneBoard  # the closure board (set by CustomerRequests._init_requests)
+    lanes: LaneBoard
+    config: Any
 
     decisions_topic: str
     approvals_topic: str
@@ -125,7 +131,9 @@ class PlanMoves:
     def _apply_rules(self, pending: list[Pending], now: int) -> tuple[list[Pending], list[Out]]:
         """Evaluate the business rules in force; hold what they hold (decision + approval
         request, nothing reserved) and return the rest, most urgent first so they claim scarce
-        stock first."""
+        stock first. Proactive re-routes whose plan is safe enough where it is leave first
+        (`_judge_kept`): the first step of the wave that knows its time."""
+        pending = self._judge_kept(pending, now)
         rules = self._rules()
         if not rules.rules:
             return pending, []
@@ -176,6 +184,35 @@ class PlanMoves:
         if gone:
             metrics.REROUTES.labels(outcome="not-open").inc(len(gone))
         return [p for p in pending if id(p) not in gone]
+
+    def _judge_kept(self, pending: list[Pending], now: int) -> list[Pending]:
+        """Drop the lane and closure re-routes whose order's plan, as it would now go, misses
+        its promise with a probability of at most `config.reroute_miss_threshold`
+        (`operators.reroute.judge_kept`, the offline replay's very rule): they keep their plan,
+        no re-plan, no new version (outcome `kept-by-threshold`). The others are re-planned
+        and carry why (`kept-plan-at-risk`, `kept-plan-impossible`) on a moved decision.
+        Both boards are read afresh: the request may be a batch ahead of the cached copy, and
+        a stale copy would make the plan look safe (rare waves: disruptions only)."""
+        asks = [p for p in pending if p.keep is not None and p.join is None
+                and p.event["type"] == OrderEventType.REROUTE_REQUESTED]
+        if not asks:
+            return pending
+        lanes = self.lanes.read_all()
+        closures = {c.key: c for c in self._closures.read_all()}
+        threshold = float(self.config.reroute_miss_threshold)
+        kept: set[int] = set()
+        for p in asks:
+            assert p.keep is not None
+            why = judge_kept(p.keep, lanes, closures, self.network, self.planner.model,
+                             self._clock, now).verdict(threshold)
+            if why == KEPT:
+                kept.add(id(p))
+            else:
+                p.reasons.append(why)
+        if not kept:
+            return pending
+        metrics.REROUTES.labels(outcome=KEPT).inc(len(kept))
+        return [p for p in pending if id(p) not in kept]
 
     def _keep_clocks(self, pending: list[Pending]) -> None:
         """Tell the planner, for this wave, the pick-up each re-routed order's plan expects at

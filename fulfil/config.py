@@ -59,6 +59,13 @@ class Config:
     #: later order to the same address, routed within this many seconds of an open one, is
     #: re-planned onto its parcel when that keeps the promise and costs less.
     consolidation_window_s: float = 1800.0
+    #: Predictive re-routes (docs/predictive.md): an open order a lane disruption or a node
+    #: closure meets is re-planned, and moved, only when the plan it has, as it would now go,
+    #: misses its promise with a probability above this (or cannot deliver at all); 0 moves
+    #: every such order (the former behaviour). A move pays when it lowers the miss
+    #: probability by more than its cost over what scoring says a miss is worth (40 BRL,
+    #: `weights.miss_prob`): ~1 BRL a move, so ~0.025 above the new plan's own ~0.02.
+    reroute_miss_threshold: float = 0.05
     #: A trained delivery-time model (`fulfil model train`); None = the network's lognormal
     #: prior per lane. Its miss probability is the MISS_PROB scoring feature.
     delivery_model_path: str | None = None
@@ -139,6 +146,7 @@ _ENV_FIELDS = {
     "http_addr": "FULFIL_HTTP_ADDR",
     "http_port": "FULFIL_HTTP_PORT",
     "consolidation_window_s": "FULFIL_CONSOLIDATION_WINDOW_S",
+    "reroute_miss_threshold": "FULFIL_REROUTE_MISS_THRESHOLD",
     "delivery_model_path": "FULFIL_DELIVERY_MODEL",
 }
 #: Environment variables `FULFIL_KAFKA__<PROP>` set librdkafka properties: dots become `__`

@@ -111,7 +111,9 @@ def observe_redis(op: str, seconds: float) -> None:
 
 REROUTES = Counter("fulfil_reroutes_total",
                    "Open orders re-planned before pickup (a lane or node turned bad, now or "
-                   "forecast; a merge), by outcome: requested, moved, unchanged (same plan is "
+                   "forecast; a merge), by outcome: requested, kept-by-threshold (its plan's "
+                   "miss probability is within reroute_miss_threshold: not re-planned), "
+                   "moved, unchanged (same plan is "
                    "still best), no-alternative (kept its plan), not-open (shipped or gone), "
                    "lost (the new plan's stock went elsewhere; kept its plan), declined (an "
                    "automatic merge of an order its customer asked to ship alone)", ["outcome"])

@@ -7,20 +7,28 @@ re-plan: those whose parcel meets the disruption when its node's carrier picks i
 on the node's clock as node closures use it); the router then moves each one only if a
 different feasible plan exists (see `dataflows/router.py`, `order.reroute_requested`). Pure:
 the flow step does the Redis reads.
-The second half is the router's side as pure functions (`move_verdict`, `credit_holds`), so
-the offline with/without comparison (`operators/eval/reroute_replay.py`) runs this very policy.
+The second half is the router's side as pure functions (`judge_kept`, `move_verdict`,
+`credit_holds`), so the offline with/without comparison (`operators/eval/reroute_replay.py`)
+runs this very policy. `judge_kept` is the risk threshold: an order asked for is re-planned
+only when the plan it has, under the lanes and closures as they now are, would miss its promise
+with a probability above `Config.reroute_miss_threshold` (or cannot deliver at all); most
+parcels a disruption meets have slack enough to absorb it (docs/predictive.md, *Evidence*).
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import orjson
 
-from operators.closures import NodeClock, node_clock
+from operators.candidate_kernel import haversine_km
+from operators.closures import NodeClock, NodeClosure, node_clock, overlaps
+from operators.delivery_kernel import N_MODEL_FEATURES, miss_probability
+from operators.delivery_model import ModelArrays
 from operators.lanes import WILDCARD, LaneHealth, in_force
 from operators.network import Network
 from operators.orders import OrderRecord
@@ -153,6 +161,136 @@ def requests_for_lane(health: LaneHealth, records: Sequence[tuple[str, OrderReco
     former selection, for the comparison only."""
     ids = endangered(health, records, network, now_ms if at_pickup else None, clock)
     return [reroute_request(oid, health, now_ms) for oid in ids]
+
+
+# -- the risk threshold: is the plan the order has still good enough? ------------------------
+
+#: Why a re-routed order was re-planned at all (a reason on its moved decision, after the
+#: request's own): its plan's miss probability is above the threshold, or it cannot deliver.
+AT_RISK = "kept-plan-at-risk"
+CANNOT_DELIVER = "kept-plan-impossible"
+#: The outcome of a request whose order keeps its plan without a re-plan (`fulfil_reroutes_total`).
+KEPT = "kept-by-threshold"
+
+
+@dataclass(frozen=True, slots=True)
+class KeptPlan:
+    """How the plan an order has fares under the lanes and closures as they now are."""
+
+    miss: float  # P(missing the promise): its riskiest shipment's, 1.0 when impossible
+    impossible: bool  # certainly late or undeliverable: no threshold keeps it
+
+    def verdict(self, threshold: float) -> str:
+        """`CANNOT_DELIVER` or `AT_RISK` (re-plan; move if a different plan is found) or
+        `KEPT` (keep the plan, no re-plan). A threshold of 0 re-plans every order asked for
+        (the former behaviour: a miss probability is never 0), 1 only impossible plans."""
+        if self.impossible:
+            return CANNOT_DELIVER
+        return AT_RISK if self.miss > threshold else KEPT
+
+
+def judge_kept(rec: OrderRecord, lanes: Iterable[LaneHealth],
+               closures: Mapping[str, NodeClosure], network: Network, model: ModelArrays,
+               clock: NodeClock, now_ms: int) -> KeptPlan:
+    """The miss probability of the order's recorded plan, each shipment as it will really go:
+    picked up on its node's clock (`NodeClock.pickup` of the decision's time, or now if that
+    is past), at the node's first slot after it reopens when a closure holds it then, and
+    meeting the lane records that cover its carrier service (`lane_delay_days`); the delivery
+    model (`miss_probability`, the planner's risk pass) reads the result like a candidate's.
+
+    Why here and not the planner's MISS_PROB of the kept candidate: routing treats a lane with
+    a forecast as blocked or delayed for every parcel shipped now (`lanes.in_force`) and
+    masks a closing node, so the planner cannot see the plan an order already has as it will
+    really go; this reads each parcel's own pick-up, as the ground truth does
+    (`operators/eval/truth.py`, `forecasts.ClosureTruth`). Node load and the order's local
+    time are not known here and count as the model's reference (NaN), as unknowns do."""
+    decision = orjson.loads(rec.decision)
+    order = rec.order
+    where = network.locate(order.destination)
+    if where is None:
+        return KeptPlan(1.0, True)
+    lat, lng, rd = where
+    decided = int(decision["timings"]["decided_at"])
+    kg = sum(ln.kg * ln.qty for ln in order.lines)
+    promise = float(order.promised_by)
+    from_order = model.transit_from == "order"
+    scratch = np.empty(N_MODEL_FEATURES)
+    worst = 0.0
+    for s in decision["shipments"]:
+        k = clock.index.get(s["node_id"])
+        svc = network.service_index.get(f"{s['carrier']}/{s['service']}")
+        if k is None or svc is None:
+            return KeptPlan(1.0, True)
+        o = int(network.node_region[k])
+        if not math.isfinite(float(network.lane_transit_mean[o, rd, svc])):
+            return KeptPlan(1.0, True)  # the service no longer covers the lane
+        planned = max(float(now_ms), clock.pickup(k, decided))
+        pickup = reopened_pickup(closures.get(s["node_id"]), planned, k, clock)
+        if pickup is None:
+            return KeptPlan(1.0, True)  # closed with no reopening
+        start = float(now_ms) if from_order else pickup
+        budget = (promise - start) / DAY_MS
+        waited = (pickup - planned) / DAY_MS if from_order else 0.0  # else in the budget
+        delay = waited + lane_delay_days(lanes, s["carrier"], s["service"],
+                                         network.regions[o], network.regions[rd], pickup,
+                                         (promise - pickup) / DAY_MS)
+        if budget - delay <= 0.0:
+            return KeptPlan(1.0, True)  # held or stopped past the promise: certainly late
+        node = network.nodes[k]
+        p = miss_probability(
+            model.quantile_days, model.late_logit, model.service_express, model.coef,
+            model.probs, int(model.median_index), o, int(rd), int(svc), budget, delay * 24.0,
+            haversine_km(node.lat, node.lng, lat, lng), kg, math.nan, math.nan, math.nan,
+            scratch)  # fmt: skip
+        worst = max(worst, p if p == p else 1.0)  # unknown counts as risky
+    return KeptPlan(worst, False)
+
+
+def reopened_pickup(c: NodeClosure | None, pickup_ms: float, k: int, clock: NodeClock
+                    ) -> float | None:
+    """When the carrier really takes a parcel it comes for at ``pickup_ms``: then, or, when a
+    closure of its node holds it, at the node's first slot after it reopens (None: no
+    reopening announced). The offline replay's and `forecasts.ClosureTruth`'s reading."""
+    if c is None or not overlaps(c, pickup_ms, pickup_ms):
+        return pickup_ms
+    return None if c.valid_until is None else clock.pickup(k, c.valid_until)
+
+
+def lane_delay_days(lanes: Iterable[LaneHealth], carrier: str, service: str, origin: str,
+                    dest: str, pickup_ms: float, budget_days: float) -> float:
+    """Days a parcel handed over at ``pickup_ms`` loses to the lane records covering its lane,
+    as the delivery model reads an announced delay (the budget is read that much earlier).
+
+    A delay counts when the parcel is handed over while it lasts (`meets`). An outage stops a
+    parcel still on the road at its start until it ends (the ground truth's reading); with
+    ``a`` = days from pick-up to its start (0 if it has started), ``D`` its remaining length
+    and ``b`` the budget, the parcel is on time exactly when its transit is at most
+    ``b - min(D, b - a)`` (``a < b``; else the outage cannot make it late): it either arrives
+    before the outage or absorbs the whole stop. No end announced: ``D`` is infinite (only
+    arriving before it starts is on time). Several outages on one lane add up (a bound)."""
+    delay = 0.0
+    for h in lanes:
+        if h.status == "normal" or not covers(h.key, carrier, service, origin, dest):
+            continue
+        start = h.updated_at if h.valid_from is None else h.valid_from
+        if h.valid_until is not None and pickup_ms >= h.valid_until:
+            continue
+        if h.status == "outage" or h.capacity_factor <= 0.0:
+            a = max(start - pickup_ms, 0.0) / DAY_MS
+            d = (math.inf if h.valid_until is None
+                 else (h.valid_until - max(start, pickup_ms)) / DAY_MS)
+            if a < budget_days:
+                delay += min(d, budget_days - a)
+        elif pickup_ms >= start:
+            delay += h.delay_hours / 24.0
+    return delay
+
+
+def covers(key: str, carrier: str, service: str, origin: str, dest: str) -> bool:
+    """Does a lane key (``carrier|service|origin|dest``, ``*`` = all) cover this lane?"""
+    c, s, o, d = key.split("|")
+    return (c == carrier and s in (WILDCARD, service) and o in (WILDCARD, origin)
+            and d in (WILDCARD, dest))
 
 
 Route = frozenset[tuple[str, str, str]]

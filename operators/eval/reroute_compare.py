@@ -21,6 +21,7 @@ from operators.eval.reroute_replay import Move, closure_request_key, run
 from operators.eval.truth import Truth
 from operators.lanes import lane_key
 from operators.network import Network
+from operators.reroute import CANNOT_DELIVER
 
 __all__ = ["Comparison", "compare", "comparison_json", "forecast_groups", "format_comparison",
            "held_orders", "judge_moves", "late_orders"]
@@ -45,6 +46,12 @@ class Comparison:
     #: Orders a node closure holds at their node past their planned pick-up, per run (all,
     #: exposed); empty when the truth has no closures.
     held: dict[str, int] = field(default_factory=dict)
+    #: Orders asked for that kept their plan by the threshold (``kept``), of them those late
+    #: on the truth (``kept_late``) and as many as the judged miss probabilities expected
+    #: (``kept_expected``); the same expectation for the kept plans of the moved orders
+    #: (``moved_expected``, against ``moves``' saved + late either way): the model's calibration.
+    kept: dict[str, int] = field(default_factory=dict)
+    threshold: float = 0.0
 
     @property
     def late_change(self) -> float:
@@ -65,7 +72,8 @@ class Comparison:
             "exposed_without": self.exposed_without.to_dict(),
             "exposed_with": self.exposed_with.to_dict(), "reroutes": self.counts,
             "exposed": self.exposed, "moves": self.moves, "caused": self.caused,
-            "by_forecast": self.by_forecast, "held": self.held,
+            "by_forecast": self.by_forecast, "held": self.held, "kept": self.kept,
+            "threshold": self.threshold,
             "late_change": self.late_change,
             "cost_change": self.cost_change, "target_met": self.target_met(),
         }  # fmt: skip
@@ -76,8 +84,9 @@ def judge_moves(moves: Sequence[Move], network: Network, truth: Truth) -> dict[s
     was, is it late where it went, and what the move cost; ``same_node``: moves that only swap
     the carrier or service at the node(s) the order was held at (they keep its hand-over)."""
     out = {"moved": len(moves), "saved": 0, "harmed": 0, "late_both": 0, "on_time_both": 0,
-           "same_node": 0, "cost_delta": 0.0}
+           "same_node": 0, "cost_delta": 0.0, "impossible": 0}
     for m in moves:
+        out["impossible"] += m.why == CANNOT_DELIVER
         assert m.before.plan is not None and m.after.plan is not None
         held = {sh.node for sh in m.before.plan.shipments}
         out["same_node"] += all(sh.node in held for sh in m.after.plan.shipments)
@@ -152,18 +161,26 @@ def compare(events: Sequence[Mapping[str, Any]], network: Network, config: Any, 
             held[name], held[f"exposed_{name}"] = len(waiting), len(waiting & exposed)
     names = groups or {}
     by: dict[str, dict[str, float]] = {}
+    late_with = late_orders(b.result, network, truth)
     for key in dict.fromkeys([*b.requested_by, *(m.lane for m in b.moves)]):
         name = names.get(key, key)
         if name in by:
             continue
         keys = {k for k in [*b.requested_by, key] if names.get(k, k) == name}
+        kept = {oid for oid, k in b.kept.items() if k in keys}
         by[name] = {"requested": sum(b.requested_by.get(k, 0) for k in keys),
+                    "kept": len(kept), "kept_late": len(kept & late_with),
                     **judge_moves([m for m in b.moves if m.lane in keys], network, truth)}
+    kept_all = set(b.kept)
     return Comparison(
         measure(a.result, network, truth), measure(b.result, network, truth),
         measure(a.result, network, truth, only=exposed),
         measure(b.result, network, truth, only=exposed),
         dict(b.counts), len(exposed), judge_moves(b.moves, network, truth), caused, by, held,
+        {"kept": len(kept_all), "kept_late": len(kept_all & late_with),
+         "kept_expected": round(sum(b.judged.get(o, 0.0) for o in kept_all), 1),
+         "moved_expected": round(sum(b.judged.get(m.order_id, 0.0) for m in b.moves), 1)},
+        float(config.reroute_miss_threshold),
     )
 
 
@@ -195,10 +212,11 @@ def format_comparison(c: Comparison) -> str:
              pct(b.cost_per_order, a.cost_per_order)),
         ]
     n = c.counts
-    rows.append(("re-routes requested / moved / no alternative", "-",
-                 f"{n['requested']:,} / {n['moved']:,} / {n['no-alternative']:,}", ""))
-    rows.append(("  unchanged / not open / lost", "-",
-                 f"{n['unchanged']:,} / {n['not-open']:,} / {n['lost']:,}", ""))
+    rows.append(("re-routes requested / kept by threshold / moved", "-",
+                 f"{n['requested']:,} / {n['kept-by-threshold']:,} / {n['moved']:,}", ""))
+    rows.append(("  no alternative / unchanged / not open / lost", "-",
+                 f"{n['no-alternative']:,} / {n['unchanged']:,} / {n['not-open']:,} / "
+                 f"{n['lost']:,}", ""))
     head = ("", "without re-routing", "with re-routing", "change")
     widths = [max(len(r[i]) for r in [head, *rows]) for i in range(4)]
     line = "| " + " | ".join(h.ljust(w) if i == 0 else h.rjust(w)
@@ -216,9 +234,17 @@ def format_comparison(c: Comparison) -> str:
                f"moved orders judged both ways: {m['saved']:,} saved (late -> on time), "
                f"{m['harmed']:,} harmed (on time -> late), {m['late_both']:,} late either way, "
                f"{m['on_time_both']:,} on time either way; {m['same_node']:,} of the moves "
-               f"keep the node (carrier swap); the moves cost {m['cost_delta']:+,.2f} BRL")
+               f"keep the node (carrier swap), {m['impossible']:,} left a plan that could not "
+               f"deliver; the moves cost {m['cost_delta']:+,.2f} BRL")
+    out.append(f"threshold on the kept plan's miss probability: {c.threshold:g}; "
+               f"{c.kept.get('kept', 0):,} orders kept their plan by it, "
+               f"{c.kept.get('kept_late', 0):,} of them late on the truth (its miss "
+               f"probabilities expected {c.kept.get('kept_expected', 0):,.1f}); the moved "
+               f"orders' plans were expected to be late {c.kept.get('moved_expected', 0):,.1f} "
+               f"times, {m['saved'] + m['late_both']:,} really were")
     for name, g in c.by_forecast.items():
-        out.append(f"  {name}: {g['requested']:,} requested, {g['moved']:,} moved: "
+        out.append(f"  {name}: {g['requested']:,} requested, {g['kept']:,} kept "
+                   f"({g['kept_late']:,} late), {g['moved']:,} moved: "
                    f"{g['saved']:,} saved, {g['harmed']:,} harmed, {g['late_both']:,} late / "
                    f"{g['on_time_both']:,} on time either way; {g['cost_delta']:+,.2f} BRL")
     verdict = "met" if c.target_met() else "missed"

@@ -16,11 +16,15 @@ real and runs the production policy inside it:
   so only orders whose parcel meets the disruption at its pick-up (``at_pickup=False``: the
   former every-open-order selection, for the comparison).
 - **Whether to move** (the router's rules, ``dataflows/router.py``): still open (every node of
-  the plan still holds its reservation, else ``not-open``), re-planned by the real
-  ``Planner.plan`` (candidates, the delivery-risk pass ``operators/risk.py``, scoring,
-  allocation) against the lanes as they now are, with the order's own holds credited
-  (``operators.reroute.credit_holds``) and the nodes it is held at keeping their handling clock
-  (``Planner.kept``, ``operators.kept_clock``, as the router sets it), then
+  the plan still holds its reservation, else ``not-open``); at risk where it is
+  (``operators.reroute.judge_kept``: the plan it has, as it would now go, misses its promise
+  with a probability above ``Config.reroute_miss_threshold``, or cannot deliver; else it keeps
+  its plan without a re-plan, ``kept-by-threshold``, as ``PlanMoves._judge_kept`` does);
+  re-planned by the real ``Planner.plan`` (candidates, the delivery-risk pass
+  ``operators/risk.py``, scoring, allocation) against the lanes as they now are, with the
+  order's own holds credited (``operators.reroute.credit_holds``) and the nodes it is held at
+  keeping their handling clock (``Planner.kept``, ``operators.kept_clock``, as the router sets
+  it), then
   ``operators.reroute.move_verdict``: no plan -> ``no-alternative``, same nodes and carrier
   services -> ``unchanged``, else ``moved`` (new plan held in full, old one released; a new
   plan that cannot be held keeps the old one: ``lost``).
@@ -80,7 +84,9 @@ from operators.network import Network
 from operators.orders import OrderData, OrderRecord, reservation_id
 from operators.planner import EXHAUSTED, Plan, Planner, Prepared, Unroutable
 from operators.reroute import (
+    KEPT,
     credit_holds,
+    judge_kept,
     move_verdict,
     nodes_on_origin,
     open_records,
@@ -93,7 +99,7 @@ from schemas.enums import DecisionStatus
 __all__ = ["AvoidingPlanner", "ClockedReplayer", "Move", "RerouteRun", "closure_request_key",
            "run"]
 
-OUTCOMES = ("requested", "not-open", "moved", "unchanged", "no-alternative", "lost")
+OUTCOMES = ("requested", "not-open", KEPT, "moved", "unchanged", "no-alternative", "lost")
 
 
 def closure_request_key(node_id: str) -> str:
@@ -109,6 +115,7 @@ class Move:
     before: OrderState
     after: OrderState
     lane: str  # the key of the lane change (or `node-closure:<node>`) that asked for it
+    why: str = ""  # operators.reroute.AT_RISK or CANNOT_DELIVER: why it was re-planned
 
 
 @dataclass
@@ -121,6 +128,10 @@ class RerouteRun:
     exposed: set[str] = field(default_factory=set)  # orders a forecast endangered while open
     moves: list[Move] = field(default_factory=list)
     requested_by: dict[str, int] = field(default_factory=dict)  # lane/closure key -> requests
+    #: Orders asked for that kept their plan by the threshold -> the key that asked.
+    kept: dict[str, str] = field(default_factory=dict)
+    #: Every order judged -> its kept plan's miss probability (``judge_kept``; the last one).
+    judged: dict[str, float] = field(default_factory=dict)
     ledger: LedgerMirror | None = None  # the stock at the end of the run
 
 
@@ -158,9 +169,11 @@ class ClockedReplayer(Replayer):
     """``Replayer`` with pick-ups on a simulated clock and (optionally) predictive re-routing."""
 
     def __init__(self, policy: Any, batch_size: int, reroute: bool,
-                 at_pickup: bool = True) -> None:
+                 at_pickup: bool = True, threshold: float = 0.0) -> None:
         super().__init__(policy, batch_size)
         self.at_pickup = at_pickup  # False: the former every-open-order selection
+        self.threshold = threshold  # the kept plan's miss probability that asks for a re-plan
+        self._why: dict[str, str] = {}  # order -> why it is re-planned (operators.reroute)
         self.clock = node_clock(self.network)
         self._decided: dict[str, int] = {}  # order -> its last decision's time (if moved)
         self.run = RerouteRun(self.result, reroute, ledger=self.ledger)
@@ -329,6 +342,15 @@ class ClockedReplayer(Replayer):
                     holds):
                 counts["not-open"] += 1  # picked up (or gone) meanwhile: it stays
                 continue
+            judged = judge_kept(rec, self.lane_state.values(), self.closures, self.network,
+                                self.policy.planner.model, self.clock, now)
+            why = judged.verdict(self.threshold)
+            self.run.judged[oid] = judged.miss
+            if why == KEPT:  # safe enough where it is: no re-plan (the router's `_judge_kept`)
+                counts[KEPT] += 1
+                self.run.kept[oid] = self._asked_by.get(oid, "")
+                continue
+            self._why[oid] = why
             pending.append((rec, holds))
         day, lanes = day_of(now), self.lanes(now)
         # what the router's `PlanMoves._keep_clocks` does: a node the order is held at keeps
@@ -393,15 +415,18 @@ class ClockedReplayer(Replayer):
         self._decided[oid] = now
         self.result.orders[oid] = after
         self._register(oid)
-        self.run.moves.append(Move(oid, before, after, self._asked_by.get(oid, "")))
+        self.run.moves.append(Move(oid, before, after, self._asked_by.get(oid, ""),
+                                   self._why.get(oid, "")))
         return True
 
 
 def run(events: Sequence[Mapping[str, Any]], network: Network, config: Any, *, reroute: bool,
         at_pickup: bool = True, batch_ms: int = 1000, batch_size: int = 1000) -> RerouteRun:
     """Replay a time-ordered stream through the production planner, re-routing or not
-    (``at_pickup=False``: the former every-open-order selection)."""
-    r = ClockedReplayer(make_policy("fulfil", network, config), batch_size, reroute, at_pickup)
+    (``at_pickup=False``: the former every-open-order selection), with the configured
+    threshold on the kept plan's miss probability (``config.reroute_miss_threshold``)."""
+    r = ClockedReplayer(make_policy("fulfil", network, config), batch_size, reroute, at_pickup,
+                        float(config.reroute_miss_threshold))
     if events:
         r.result.first_ms = int(events[0]["occurred_at"])
         r.result.last_ms = int(events[-1]["occurred_at"])

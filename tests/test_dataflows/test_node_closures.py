@@ -50,10 +50,11 @@ def test_a_closure_forecast_moves_open_orders_and_new_orders_avoid_the_node(cfg:
             "node_id": N.id, "status": "picked_up", "occurred_at": int(time.time() * 1000)}])
         wait_until(lambda: ledger.stock(N.id, "sku-a")[0] == 9)  # the pick-up went through
         now = int(time.time() * 1000)
-        # a flood is forecast: N closes in an hour (before the open order's pickup), for a day
+        # a flood is forecast: N closes in an hour (before the open order's pickup), for four
+        # days: the open order would leave too late for its promise, so it moves
         publish(cfg, "carrier-status", [closure("k-1", now, reason="flood forecast",
                                                 valid_from=now + HOUR,
-                                                valid_until=now + 25 * HOUR)])
+                                                valid_until=now + 97 * HOUR)])
         moved = read_outputs(cfg, lambda o: len(o.for_order("open")) >= 2, timeout=60)
         stock_after_move = (ledger.stock(N.id, "sku-a"), ledger.stock(OTHER.id, "sku-a"))
         holds = ledger.holds([(N.id, "open#1"), (OTHER.id, "open#2")])

@@ -1,5 +1,6 @@
 """Re-routing open orders before a disruption hits: a forecast outage on the lane an order was
-routed over moves it (new plan held before the old is let go); orders with nothing better,
+routed over moves it when the plan it has would then miss its promise (new plan held before
+the old is let go); orders with slack enough to absorb it (the risk threshold), nothing better,
 already picked up, or whose parcel leaves before a forecast delay starts, keep their plan and
 get no new decision."""
 
@@ -29,37 +30,45 @@ DAY = 24 * HOUR
 
 
 def test_a_forecast_outage_moves_open_orders_off_the_lane_before_pickup(cfg: Config) -> None:
+    """A 4-day stop from 6 h ahead: "open" (5 days to deliver a 3-day lane) would miss its
+    promise and moves; "roomy" (12 days) absorbs it and keeps its plan (kept by the threshold
+    on the kept plan's miss probability); "shipped" is in the carrier's hands."""
     publish(cfg, "inventory", [stock(SP_NODE, "sku-a", 100)])
     with FlowThread(cfg):
         ledger = Ledger(connect(cfg.redis_url), cfg.redis_prefix)
         wait_until(lambda: ledger.stock(SP_NODE, "sku-a")[0] == 100)
         publish(cfg, "orders", [order("open", [("sku-a", 2)], **RJ),
+                                order("roomy", [("sku-a", 1)], promise_days=12, **RJ),
                                 order("shipped", [("sku-a", 1)], **RJ)])
         first = {d["order_id"]: d for d in
-                 read_outputs(cfg, lambda o: len(o.decisions) >= 2).decisions}
+                 read_outputs(cfg, lambda o: len(o.decisions) >= 3).decisions}
         ship = first["shipped"]["shipments"][0]
         publish(cfg, "carrier-status", [{
             "type": "shipment.tracking", "event_id": "t-1", "shipment_id": "shipped/1",
             "order_id": "shipped", "carrier": ship["carrier"], "service": ship["service"],
             "node_id": SP_NODE, "status": "picked_up", "occurred_at": int(time.time() * 1000)}])
         wait_until(lambda: ledger.stock(SP_NODE, "sku-a")[0] == 99)  # the pick-up went through
-        used = first["open"]["shipments"][0]
+        carriers = sorted({first[o]["shipments"][0]["carrier"] for o in ("open", "roomy")})
         now = int(time.time() * 1000)
-        # storm forecast: the carrier's lanes into RJ close in 6 hours, for a day
+        # storm forecast: the carriers' lanes into RJ close in 6 hours, for four days
         publish(cfg, "carrier-status", [{
-            "type": "lane.status", "event_id": "f-1", "carrier": used["carrier"],
+            "type": "lane.status", "event_id": f"f-{c}", "carrier": c,
             "dest_region": "RJ", "status": "outage", "reason": "storm forecast",
-            "occurred_at": now, "valid_from": now + 6 * HOUR, "valid_until": now + 30 * HOUR}])
-        out = read_outputs(cfg, lambda o: len(o.decisions) >= 3, timeout=60)
-        time.sleep(1.0)  # nothing else follows (the shipped order is not re-routed)
-        out = read_outputs(cfg, lambda o: len(o.decisions) >= 4, timeout=2)
+            "occurred_at": now, "valid_from": now + 6 * HOUR,
+            "valid_until": now + 102 * HOUR} for c in carriers])
+        out = read_outputs(cfg, lambda o: len(o.decisions) >= 4, timeout=60)
+        time.sleep(1.0)  # nothing else follows (roomy is kept, shipped is not re-routed)
+        out = read_outputs(cfg, lambda o: len(o.decisions) >= 5, timeout=2)
     moved = [d for d in out.decisions if d["version"] == 2]
     assert [d["order_id"] for d in moved] == ["open"]
-    assert moved[0]["reasons"][:2] == ["rerouted", "lane-outage"]
-    assert moved[0]["shipments"][0]["carrier"] != used["carrier"]
-    # the stock moved with it: 2 held for "open" (new reservation), none left under the old one
-    assert ledger.stock(SP_NODE, "sku-a") == (99, 2, 97)
-    assert ledger.holds([(SP_NODE, "open#1"), (SP_NODE, "open#2")]) == [False, True]
+    assert moved[0]["reasons"][:3] == ["rerouted", "lane-outage", "kept-plan-at-risk"]
+    assert moved[0]["shipments"][0]["carrier"] not in carriers
+    assert [d["version"] for d in out.for_order("roomy")] == [1]
+    # the stock moved with it: 2 held for "open" (new reservation), none left under the old
+    # one; roomy's unit still held under its own
+    assert ledger.stock(SP_NODE, "sku-a") == (99, 3, 96)
+    assert ledger.holds([(SP_NODE, "open#1"), (SP_NODE, "open#2"), (SP_NODE, "roomy#1")]) == [
+        False, True, True]
 
 
 def test_only_open_orders_whose_pickup_meets_a_forecast_delay_are_rerouted(cfg: Config) -> None:

@@ -134,3 +134,95 @@ def test_a_reroute_with_no_better_plan_keeps_the_order_as_it_is(router: Router) 
     assert held(router, SP) == {first["shipments"][0]["node_id"]: 1}
     gone = {**request, "event_id": "r-2", "order_id": "never-seen"}
     assert router.route([raw(gone)]) == []  # counted as not open, not a dead letter
+
+
+# -- the risk threshold on the kept plan (operators/reroute.py: judge_kept) ------------------
+
+RJ = {"lat": -22.9, "lng": -43.2, "postal": "20040"}
+DAY_MS = 86_400_000
+
+
+def _reroute(router: Router, carrier: str, until: int | None, event_id: str = "r-1") -> list:
+    """Its carrier's lanes into RJ out from now until ``until``, then a lane re-route request
+    (what the lane-health step writes)."""
+    from operators.lanes import LaneHealth
+
+    now = int(time.time() * 1000)
+    router.lanes.publish([LaneHealth(f"{carrier}|*|*|RJ", "outage", 0.0, 0.0, "storm", now,
+                                     until)])
+    router.lanes._loaded_at = -1e18  # the planner reads the board now, not at its next refresh
+    request = {"type": "order.reroute_requested", "event_id": event_id, "order_id": "o-1",
+               "occurred_at": now, "reason": "lane-outage"}
+    return decisions(router.route([raw(request)]))
+
+
+def test_a_reroute_whose_plan_absorbs_the_disruption_keeps_it_without_a_replan(
+    router: Router, redis_url: str
+) -> None:
+    """Eight days to deliver a 3-day lane: a 3 h stop leaves the plan safe (miss probability
+    far below the default 0.3), so the order keeps it: no re-plan, no new version, counted
+    `kept-by-threshold`. With the threshold at 0 (every order asked for) it moves."""
+    from fulfil import metrics
+
+    stock(router, SP, 5)
+    first = decisions(router.route([raw(order("o-1", [("sku-a", 1)], promise_days=8,
+                                              **RJ))]))[0]
+    carrier = first["shipments"][0]["carrier"]
+    before = router.book.get_many(["o-1"])["o-1"]
+    kept = metrics.REROUTES.labels(outcome="kept-by-threshold")
+    n = kept._value.get()
+    assert _reroute(router, carrier, int(time.time() * 1000) + 3 * 3_600_000) == []
+    assert kept._value.get() == n + 1
+    assert router.book.get_many(["o-1"])["o-1"] == before
+    assert held(router, SP) == {first["shipments"][0]["node_id"]: 1}
+    every = Router(Config(redis_url=redis_url, reroute_miss_threshold=0.0), NET,
+                   connect(redis_url))
+    (moved,) = _reroute(every, carrier, int(time.time() * 1000) + 3 * 3_600_000, "r-2")
+    assert moved["version"] == 2 and moved["shipments"][0]["carrier"] != carrier
+    assert moved["reasons"][:3] == ["rerouted", "lane-outage", "kept-plan-at-risk"]
+
+
+@pytest.mark.parametrize(("days", "why"), [(4.5, "kept-plan-at-risk"),
+                                            (None, "kept-plan-impossible")])
+def test_a_reroute_whose_plan_would_miss_moves_and_says_why(router: Router, days: float | None,
+                                                            why: str) -> None:
+    """Five days to deliver: its carrier out from now for 4.5 days leaves half a day for a
+    3-day lane (at risk); out with no end announced, the plan cannot deliver (impossible).
+    Either way the order moves off the carrier, and its decision says why."""
+    stock(router, SP, 5)
+    first = decisions(router.route([raw(order("o-1", [("sku-a", 1)], **RJ))]))[0]
+    carrier = first["shipments"][0]["carrier"]
+    until = None if days is None else int(time.time() * 1000 + days * DAY_MS)
+    (moved,) = _reroute(router, carrier, until)
+    assert moved["version"] == 2 and moved["shipments"][0]["carrier"] != carrier
+    assert moved["reasons"][:3] == ["rerouted", "lane-outage", why]
+    assert held(router, SP) == {moved["shipments"][0]["node_id"]: 1}  # moved, held once
+
+
+@pytest.mark.parametrize(("promise_days", "closed_days", "moves"), [(5, 4, True),
+                                                                     (12, 1, False)])
+def test_a_closure_moves_an_order_only_when_the_wait_would_make_it_late(
+    router: Router, promise_days: float, closed_days: float, moves: bool
+) -> None:
+    """Its node closed from now: for 4 days, the parcel leaves after them with under a day
+    left for a 3-day lane (at risk: it moves to another node); for 1 day with 12 days to
+    deliver, the wait is within its slack (it keeps its plan, no new version)."""
+    from operators.closures import NodeClosure
+
+    stock(router, SP, 5)
+    first = decisions(router.route([raw(order("o-1", [("sku-a", 1)], promise_days=promise_days,
+                                              **RJ))]))[0]
+    node = first["shipments"][0]["node_id"]
+    now = int(time.time() * 1000)
+    router._closures.publish([NodeClosure(node, "closed", "flood", now, None,
+                                          now + round(closed_days * DAY_MS))])
+    request = {"type": "order.reroute_requested", "event_id": "c-1", "order_id": "o-1",
+               "occurred_at": now, "reason": "node-closure"}
+    out = decisions(router.route([raw(request)]))
+    if not moves:
+        assert out == [] and held(router, SP) == {node: 1}
+        return
+    (moved,) = out
+    assert moved["reasons"][:3] == ["rerouted", "node-closure", "kept-plan-at-risk"]
+    assert moved["shipments"][0]["node_id"] != node
+    assert held(router, SP) == {moved["shipments"][0]["node_id"]: 1}

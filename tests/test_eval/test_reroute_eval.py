@@ -103,7 +103,7 @@ def test_the_comparison_judges_lateness_on_the_truth_and_is_the_same_every_time(
     assert c.caused == {"without": 2, "exposed_without": 1, "with": 1, "exposed_with": 0}
     assert c.with_.cost > c.without.cost
     assert (c.moves["moved"], c.moves["saved"], c.moves["harmed"]) == (1, 1, 0)
-    assert c.by_forecast["storm"] == {"requested": 1, **c.moves}
+    assert c.by_forecast["storm"] == {"requested": 1, "kept": 0, "kept_late": 0, **c.moves}
     again = compare(_events(), net, Config(), truth, clear=clear,
                     groups={"post|std|*|AA": "storm"})
     assert format_comparison(again) == format_comparison(c)
@@ -195,8 +195,13 @@ def test_the_selection_leaves_parcels_that_leave_before_a_delay() -> None:
     skip = run(_events((delay,)), net, Config(), reroute=True)
     assert not skip.exposed and skip.counts["requested"] == 0
     assert skip.result.orders["open"].version == 1
-    former = run(_events((delay,)), net, Config(), reroute=True, at_pickup=False)
+    every = Config(reroute_miss_threshold=0.0)  # no threshold: every order asked for moves
+    former = run(_events((delay,)), net, every, reroute=True, at_pickup=False)
     assert former.exposed == {"open"} and former.result.orders["open"].version == 2
+    # the threshold alone keeps it: its plan, judged at its own pick-up, meets no delay
+    judged = run(_events((delay,)), net, Config(), reroute=True, at_pickup=False)
+    assert judged.counts["kept-by-threshold"] == 1 and judged.kept == {"open": "post|std|*|AA"}
+    assert judged.result.orders["open"].version == 1 and not judged.moves
     out = run(_events(), net, Config(), reroute=True)
     assert out.exposed == {"open"} and out.result.orders["open"].version == 2
 
@@ -336,7 +341,7 @@ def test_the_closure_comparison_judges_the_wait_on_the_truth() -> None:
     assert c.caused == {"without": 1, "exposed_without": 1, "with": 0, "exposed_with": 0}
     assert c.held == {"without": 1, "exposed_without": 1, "with": 0, "exposed_with": 0}
     assert (c.moves["moved"], c.moves["saved"], c.moves["harmed"]) == (1, 1, 0)
-    assert c.by_forecast == {"flood": {"requested": 1, **c.moves}}
+    assert c.by_forecast == {"flood": {"requested": 1, "kept": 0, "kept_late": 0, **c.moves}}
     assert c.with_.cost > c.without.cost  # N2 is farther
     assert "held at a closed node" in format_comparison(c)
 
