@@ -18,6 +18,9 @@ same ATP), and the same lane health. Policies differ only in the score that rank
 - ``fulfil+co2e``: a what-if: the real ``Planner.plan`` with the configured weights but the
   kernel's CO2E_KG weight set to a carbon price (``weights.co2e_kg`` = minus the BRL per kg
   CO2e); ``fulfil+co2e@W`` names the policy at W BRL/kg (a sweep has one per price).
+- ``fulfil-priced``: a bound, not a policy: the real planner's weights with each candidate's score
+  lowered by the hindsight shadow price of the stock it takes (``operators.eval.prices``): the
+  ceiling of a reservation-aware score term on tight stock.
 
 The baselines rank lexicographically (exact ranks, not weights with large ratios), so "nearest
 first" can never be overturned by a cost difference. ``plan_with_scores`` is ``Planner.plan``
@@ -28,7 +31,7 @@ own weights.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -48,6 +51,7 @@ from operators.scoring import Feature, Weights, score_batch
 __all__ = [
     "CO2E_POLICY",
     "POLICY_NAMES",
+    "PRICED_POLICY",
     "Policy",
     "Scorer",
     "candidate_co2e_kg",
@@ -55,6 +59,7 @@ __all__ = [
     "co2e_policy",
     "fill_risk",
     "lexicographic",
+    "line_price",
     "linear",
     "make_policy",
     "plan_with_scores",
@@ -82,7 +87,9 @@ POLICY_NAMES: dict[str, str] = {
     "fewest-splits": "fewest splits, then nearest",
     "fulfil+co2e": "fulfil + CO2e weight (what-if)",
     "fulfil-learned": "fulfil, lanes learned perfectly (ceiling)",
+    "fulfil-priced": "fulfil, hindsight stock prices (ceiling)",
 }
+PRICED_POLICY = "fulfil-priced"
 CO2E_POLICY = "fulfil+co2e"
 
 
@@ -117,15 +124,26 @@ def policy_label(name: str) -> str:
 class Policy:
     """A named way of choosing among the planner's candidates.
 
-    ``scorer`` None means the production ``Planner.plan`` itself.
+    ``scorer`` None means the production ``Planner.plan`` itself. ``unit_prices`` (BRL per unit
+    by (node index, sku), ``operators.eval.prices``) lowers each candidate's weighted score by
+    the price of the units it takes.
     """
 
     name: str
     planner: Planner
     scorer: Scorer | None = None
+    unit_prices: Mapping[tuple[int, str], float] | None = None
 
     def plan(self, prep: Prepared, atp: np.ndarray, load: np.ndarray, lanes: LaneArrays,
              now_ms: int) -> list[Plan | Unroutable]:
+        if self.unit_prices is not None:
+            w, prices, skus = self.planner.weights, self.unit_prices, prep.skus
+
+            def priced(cands: CandidateSet, batch: BatchInput) -> np.ndarray:
+                scores = score_batch(cands.X, cands.offsets, cands.mask, w)[0]
+                return scores - line_price(prices, skus, cands, batch)
+
+            return plan_with_scores(self.planner, prep, atp, load, lanes, now_ms, priced)
         if self.scorer is None:
             return self.planner.plan(prep, atp, load, lanes, now_ms)
         return plan_with_scores(self.planner, prep, atp, load, lanes, now_ms, self.scorer)
@@ -164,6 +182,24 @@ def lexicographic(*features: Feature) -> Scorer:
     return score
 
 
+def line_price(prices: Mapping[tuple[int, str], float], skus: list[str], cands: CandidateSet,
+               batch: BatchInput) -> np.ndarray:
+    """Per candidate, the summed price of the units it takes (``skus``: the batch's columns)."""
+    out = np.zeros(len(cands))
+    col = [{k: p for (k, s), p in prices.items() if s == sku} for sku in skus]
+    if not any(col):
+        return out
+    line_sku, line_qty = batch.line_sku.tolist(), batch.line_qty.tolist()
+    for i in range(batch.n_orders):
+        l0 = int(batch.line_offsets[i])
+        for m in range(int(cands.offsets[i]), int(cands.offsets[i + 1])):
+            for j, node in enumerate(cands.assignment(m).tolist()):
+                p = col[line_sku[l0 + j]].get(node)
+                if p:
+                    out[m] += line_qty[l0 + j] * p
+    return out
+
+
 def candidate_co2e_kg(cands: CandidateSet, batch: BatchInput, network: Network) -> np.ndarray:
     """kg CO2e of every candidate: the kernel's CO2E_KG column (sum over its shipments of km x
     t x the service's g/tkm / 1000, ``operators.emissions``). ``batch`` and ``network`` are
@@ -180,12 +216,14 @@ def with_co2e_weight(config: Any, brl_per_kg: float) -> Any:
 
 
 def make_policy(name: str, network: Network, config: Any, co2e_brl_per_kg: float = 0.0,
-                learned: Network | None = None) -> Policy:
+                learned: Network | None = None,
+                unit_prices: Mapping[tuple[int, str], float] | None = None) -> Policy:
     """One of ``POLICY_NAMES`` (or ``fulfil+co2e@W``) on a fresh planner for ``config``.
 
     ``co2e_brl_per_kg`` is the price of a bare ``fulfil+co2e``; ``learned`` the network
     ``fulfil-learned`` plans on (``Truth.learned_network()``, which the evaluation passes;
-    without it, ``network`` itself, as when the truth has no lane bias).
+    without it, ``network`` itself, as when the truth has no lane bias); ``unit_prices`` those
+    ``fulfil-priced`` charges (``operators.eval.prices.stock_prices``; without them, none).
     """
     if name == "fulfil-learned":
         return Policy(name, Planner(learned if learned is not None else network, config))
@@ -196,6 +234,8 @@ def make_policy(name: str, network: Network, config: Any, co2e_brl_per_kg: float
     planner = Planner(network, config)
     if name == "fulfil":
         return Policy(name, planner)
+    if name == PRICED_POLICY:
+        return Policy(name, planner, unit_prices=dict(unit_prices or {}))
     if name == "nearest":
         return Policy(name, planner, lexicographic(Feature.DISTANCE_KM, Feature.COST))
     if name == "nearest-sla":

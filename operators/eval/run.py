@@ -15,7 +15,8 @@ from typing import Any
 
 from operators.eval.metrics import Metrics, expected_late, measure
 from operators.eval.optimum import Optimum, solve_hindsight
-from operators.eval.policies import CO2E_POLICY, co2e_policy, make_policy
+from operators.eval.policies import CO2E_POLICY, PRICED_POLICY, co2e_policy, make_policy
+from operators.eval.prices import stock_prices
 from operators.eval.replay import replay
 from operators.eval.truth import Truth, disruptions_from_events
 from operators.network import Network
@@ -110,6 +111,8 @@ def evaluate(events: Events, network: Network, config: Any, *, name: str = "scen
     ev = Evaluation(name, sum(1 for e in events if e["type"] == "order.created"), [])
     learned = truth.learned_network() if "fulfil-learned" in policies else None
     for p in policies:
+        if p == PRICED_POLICY:  # hindsight prices exist only on the sample solved in hindsight
+            continue
         pol = make_policy(p, network, config, co2e_brl_per_kg, learned)
         ev.rows.append(measure(replay(events, pol, batch_ms=batch_ms), network, truth))
     if sample_orders > 0:
@@ -118,6 +121,8 @@ def evaluate(events: Events, network: Network, config: Any, *, name: str = "scen
         max_risk = None
         s_learned = s_truth.learned_network() if learned is not None else None
         for p in policies:
+            if p == PRICED_POLICY:
+                continue
             pol = make_policy(p, network, config, co2e_brl_per_kg, s_learned)
             res = replay(sample, pol, batch_ms=batch_ms)
             ev.sample_rows.append(measure(res, network, s_truth))
@@ -128,6 +133,13 @@ def evaluate(events: Events, network: Network, config: Any, *, name: str = "scen
         ev.sample_orders = sum(1 for e in sample if e["type"] == "order.created")
         fulfil = ev.row("fulfil", sample=True)
         max_late = fulfil.est_late if fulfil is not None else None
+        if PRICED_POLICY in policies:  # the stock's shadow prices under fulfil's service
+            prices = stock_prices(sample, network, config, max_late=max_late, max_risk=max_risk,
+                                  batch_ms=batch_ms)
+            pol = make_policy(PRICED_POLICY, network, config, unit_prices=prices)
+            res = replay(sample, pol, batch_ms=batch_ms)
+            ev.sample_rows.append(measure(res, network, s_truth))
+            ev.expected[PRICED_POLICY] = expected_late(res, network, s_truth)
         ev.optimum = solve_hindsight(sample, network, config, max_late=max_late,
                                      max_risk=max_risk, batch_ms=batch_ms,
                                      time_limit_s=time_limit_s)
