@@ -128,6 +128,7 @@ class Run:
     truth: list[dict[str, Any]]
     alerts: list[tuple[dict[str, Any], int]] = field(default_factory=list)  # (alert, read ms)
     flagged: list[tuple[dict[str, Any], int]] = field(default_factory=list)  # flagged decisions
+    timings: list[tuple[tuple[int, int, int], int]] = field(default_factory=list)  # every decision
     ledger: dict[tuple[str, str], tuple[int, int, int]] = field(default_factory=dict)
     load: list[float] = field(default_factory=list)  # 1-min load average, sampled
     lag: list[float] = field(default_factory=list)  # watchtower consumer lag (messages)
@@ -140,9 +141,11 @@ class Collector:
     """Reads a topic from the start, stamping each record with its read time; `only`: keep only
     the records containing these bytes (flagged decisions among all the decisions)."""
 
-    def __init__(self, bootstrap: str, topic: str, only: bytes | None = None) -> None:
-        self.got: list[tuple[dict[str, Any], int]] = []
+    def __init__(self, bootstrap: str, topic: str, only: bytes | None = None,
+                 pick: Any = None) -> None:
+        self.got: list[tuple[Any, int]] = []
         self._only = only
+        self._pick = pick or (lambda record: record)
         self._stop = threading.Event()
         self._c = Consumer({"bootstrap.servers": bootstrap, "group.id": "eval",
                             "enable.auto.commit": "false", "fetch.wait.max.ms": "20"})
@@ -155,7 +158,8 @@ class Collector:
         while not self._stop.is_set():
             for m in self._c.consume(100, 0.05):
                 if m.error() is None and (self._only is None or self._only in m.value()):
-                    self.got.append((orjson.loads(m.value()), time.time_ns() // 1_000_000))
+                    self.got.append((self._pick(orjson.loads(m.value())),
+                                     time.time_ns() // 1_000_000))
 
     def stop(self) -> None:
         self._stop.set()
@@ -185,6 +189,7 @@ def run_case(stack: Any, name: str, scenario: Scenario, compression: float, work
             cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     collector = Collector(stack.bootstrap, f"{prefix}alerts")
     flags = Collector(stack.bootstrap, f"{prefix}decisions", only=b'"flags":')
+    timings = Collector(stack.bootstrap, f"{prefix}decisions", pick=_timing)
     run = Run(name, [])
     sampling = threading.Event()
 
@@ -226,7 +231,8 @@ def run_case(stack: Any, name: str, scenario: Scenario, compression: float, work
         stop_engine(engine)
         collector.stop()
         flags.stop()
-    run.alerts, run.flagged = collector.got, flags.got
+        timings.stop()
+    run.alerts, run.flagged, run.timings = collector.got, flags.got, timings.got
     return run
 
 
@@ -359,6 +365,33 @@ def score(run: Run, slack_ms: int) -> None:
           "triggers (must be 0)")
 
 
+def _timing(decision: dict[str, Any]) -> tuple[int, int, int]:
+    """What the timeline keeps of a decision: (event time, decided at, version)."""
+    t = decision.get("timings") or {}
+    return int(t.get("event_time") or 0), int(t.get("decided_at") or 0), int(decision["version"])
+
+
+def timeline(run: Run, bucket_s: float = 5.0) -> None:
+    """Event -> decision per `bucket_s` of the stream: where the routing side fell behind, and
+    whether re-routes (versions > 1) came at the same time."""
+    rows: dict[int, tuple[list[int], int]] = {}
+    for (event_ms, decided_ms, version), _ in run.timings:
+        b = int((decided_ms - run.start_ms) // (bucket_s * 1000))
+        lat, later = rows.setdefault(b, ([], 0))
+        if version == 1:
+            lat.append(decided_ms - event_ms)
+        else:
+            rows[b] = (lat, later + 1)
+    print(f"  routing timeline (by decision time, {bucket_s:.0f} s buckets): "
+          "t  first decisions  p50/p99/max ms  later versions")
+    for b in sorted(rows):
+        lat, later = rows[b]
+        if b < 0 or not (lat or later):
+            continue
+        print(f"    {b * bucket_s:5.0f}s {len(lat):6d} {pct(lat, 50):7.0f} {pct(lat, 99):7.0f} "
+              f"{max(lat, default=float('nan')):7.0f} {later:6d}")
+
+
 def score_flags(run: Run) -> None:
     """The routing side of abnormal orders: flags on the scripted orders' first decisions."""
     first: dict[str, dict[str, Any]] = {}
@@ -413,6 +446,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--drain", type=float, default=20.0, help="seconds after the stream")
     p.add_argument("--only", choices=["disrupted", "undisturbed"], help="run one case only")
     p.add_argument("--dump", help="write every alert read (with its read time) to this file")
+    p.add_argument("--timeline", action="store_true",
+                   help="also print event -> decision per 5 s of the disrupted run")
     args = p.parse_args(argv)
     compression = 3600 / args.hour
     print(f"detection eval: {args.rate:.0f} orders/s; one simulated hour = {args.hour:.0f} s "
@@ -443,6 +478,8 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"  {d['kind']:14s} {what}"
                       f" {d.get('dest_region') or d.get('node_ids') or ''} t={start:.0f}s...{end}")
             score(hit, slack_ms=30_000)
+            if args.timeline:
+                timeline(hit)
         if quiet is not None:
             print(f"\n== undisturbed simulated hour ({args.hour:.0f} s, rhythm 10:00-11:00) ==")
             score_quiet(quiet)

@@ -62,13 +62,14 @@ class StreamClock:
     idle_ms: int = 2_000
     _parts: dict[Hashable, _Part] = field(default_factory=dict)
     _last: int | None = None
-    _cache: tuple[int, int | None] = (-1, None)
+    _cache: tuple[int, int | None] = (-1, None)  # (wall ms, watermark) of the last call
+    _low_cache: tuple[int, int | None] = (-1, None)  # (wall ms, low) of the last call
 
     def expect(self, partition: Hashable, wall_ms: int) -> None:
         """A partition the flow reads: until it delivers something (or stays silent for
         `idle_ms`), event time cannot be known to have passed anything."""
         self._parts.setdefault(partition, _Part(None, wall_ms, False))
-        self._cache = (-1, None)
+        self._cache = self._low_cache = (-1, None)
 
     def observe(self, partition: Hashable, event_ms: int, wall_ms: int) -> None:
         """The latest event time read from `partition` (at wall time `wall_ms`)."""
@@ -81,9 +82,19 @@ class StreamClock:
             part.read_at = wall_ms
             if part.latest is None or event_ms >= part.latest:
                 part.latest, part.live = event_ms, live
-        self._cache = (-1, None)
+        self._cache = self._low_cache = (-1, None)
 
     def _low(self, wall_ms: int) -> int | None:
+        """The minimum over partitions; every key of every step asks within the same
+        millisecond, so it is computed once per wall ms (and again after an observation)."""
+        at, cached = self._low_cache
+        if at == wall_ms:
+            return cached
+        low = self._compute_low(wall_ms)
+        self._low_cache = (wall_ms, low)
+        return low
+
+    def _compute_low(self, wall_ms: int) -> int | None:
         lows = []
         for p in list(self._parts.values()):
             quiet = wall_ms - p.read_at
