@@ -54,11 +54,13 @@ PARTITIONS = 4
 #: fetch cost grows with the number of record batches a partition holds, and over minutes the
 #: default small batches make the broker, not the pipelines, the thing being measured.
 SOAK_TICK_S = 0.02
-SOAK_ENV = {"FULFIL_PRODUCER_LINGER_MS": "20", "FULFIL_FETCH_WAIT_MAX_MS": "50"}
+SOAK_ENV = {"FULFIL_PRODUCER_LINGER_MS": "20", "FULFIL_FETCH_WAIT_MAX_MS": "50",
+            "FULFIL_FETCH_MIN_BYTES": "1"}
 #: Short runs: every pipeline gets the same Kafka client settings (the engine would otherwise
 #: take the demo's harder batching from fulfil.demo.EMBEDDED_KAFKA_ENV, and its latency would
 #: not be comparable with the passthroughs').
-RUN_ENV = {"FULFIL_PRODUCER_LINGER_MS": "2", "FULFIL_FETCH_WAIT_MAX_MS": "25"}
+RUN_ENV = {"FULFIL_PRODUCER_LINGER_MS": "2", "FULFIL_FETCH_WAIT_MAX_MS": "25",
+           "FULFIL_FETCH_MIN_BYTES": "1"}
 METRICS_PORT = free_port()
 
 

@@ -122,7 +122,8 @@ def build_flow(config: Config | None = None, stop: threading.Event | None = None
         raw = op.input(f"{name}-in", flow, KafkaSource(
             kafka, [cfg.topic(spec.topic_name())], slots=cfg.source_slots,
             start_from=cfg.start_from, batch_size=cfg.batch_size,
-            fetch_wait_max_ms=cfg.fetch_wait_max_ms, group_id=f"fulfil-channel-{name}",
+            fetch_wait_max_ms=cfg.fetch_wait_max_ms, fetch_min_bytes=cfg.fetch_min_bytes,
+            group_id=f"fulfil-channel-{name}",
             stop=stop))
         step = MapChannel(name, spec.load_mapping(), orders, dlq)
         mapped.append(op.flat_map_batch(f"map-{name}", raw, step))  # (key, OutMessage)

@@ -214,6 +214,7 @@ class KafkaSource(FixedPartitionedSource[RawMessage, dict[str, int]]):
         start_from: str = "earliest",
         batch_size: int = 1000,
         fetch_wait_max_ms: int = 25,
+        fetch_min_bytes: int = 1,
         group_id: str = "fulfil",
         stop: threading.Event | None = None,
     ) -> None:
@@ -233,7 +234,7 @@ class KafkaSource(FixedPartitionedSource[RawMessage, dict[str, int]]):
             "enable.auto.offset.store": "false",
             "enable.partition.eof": "false",
             "fetch.wait.max.ms": str(fetch_wait_max_ms),
-            "fetch.min.bytes": "1",
+            "fetch.min.bytes": str(fetch_min_bytes),
             "auto.offset.reset": "earliest" if start_from == "earliest" else "latest",
         }
 

@@ -64,6 +64,7 @@ def build_flow(config: Config | None = None, stop: threading.Event | None = None
     source = KafkaSource(cfg.kafka_common(), [cfg.topic("decisions")], slots=cfg.source_slots,
                          start_from=cfg.start_from, batch_size=cfg.batch_size,
                          fetch_wait_max_ms=cfg.fetch_wait_max_ms,
+                         fetch_min_bytes=cfg.fetch_min_bytes,
                          group_id="fulfil-consolidation", stop=stop)
     flow = Dataflow("fulfil-consolidation")
     decisions = op.input("decisions-in", flow, source)

@@ -290,6 +290,7 @@ def build_flow(config: Config | None = None, stop: threading.Event | None = None
         return KafkaSource(kafka, [cfg.topic(topic)], slots=cfg.source_slots,
                            start_from=cfg.start_from,
                            batch_size=cfg.batch_size, fetch_wait_max_ms=cfg.fetch_wait_max_ms,
+                           fetch_min_bytes=cfg.fetch_min_bytes,
                            group_id=f"fulfil-{topic}", stop=stop)
 
     flow = Dataflow("fulfil-routing")

@@ -167,7 +167,8 @@ def build_flow(config: Config | None = None, stop: threading.Event | None = None
     cfg = config or load_config()
     source = KafkaSource(cfg.kafka_common(), tracked_topics(cfg), slots=cfg.source_slots,
                          start_from=cfg.start_from, batch_size=cfg.batch_size,
-                         fetch_wait_max_ms=cfg.fetch_wait_max_ms, group_id="fulfil-tracking",
+                         fetch_wait_max_ms=cfg.fetch_wait_max_ms,
+                         fetch_min_bytes=cfg.fetch_min_bytes, group_id="fulfil-tracking",
                          stop=stop)
     flow = Dataflow("fulfil-tracking")
     raw = op.input("tracking-in", flow, source)  # RawMessage of any tracked topic

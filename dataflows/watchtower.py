@@ -133,6 +133,7 @@ def build_flow(config: Config | None = None, stop: threading.Event | None = None
     source = KafkaSource(cfg.kafka_common(), [cfg.topic(t) for t in KINDS],
                          slots=cfg.source_slots, start_from=cfg.start_from,
                          batch_size=cfg.batch_size, fetch_wait_max_ms=cfg.fetch_wait_max_ms,
+                         fetch_min_bytes=cfg.fetch_min_bytes,
                          group_id="fulfil-watchtower", stop=stop)
     parse = ParseInputs(cfg.topic_prefix, ws, net, stream)
     started = time.time_ns() // 1_000_000

@@ -29,7 +29,14 @@ ROOT = Path(__file__).resolve().parents[1]
 #: (../shared/PERFORMANCE-NOTES.md): over a minute at thousands of events/s, 2-5 ms producer
 #: batches make the broker use more CPU than the engine. The demo therefore batches harder
 #: everywhere (20 ms) and waits up to 50 ms per fetch; production Kafka needs none of this.
-EMBEDDED_KAFKA_ENV = {"FULFIL_PRODUCER_LINGER_MS": "20", "FULFIL_FETCH_WAIT_MAX_MS": "50"}
+#: Client settings for the embedded broker (tansu): its fetch cost grows with the record batches
+#: a partition holds, so producers batch (linger) and consumers make fewer, fuller fetches
+#: (a fetch waits for 256 KiB or 50 ms). Without `fetch.min.bytes` every consumer fetched
+#: again the moment anything arrived, the broker's CPU climbed past a core within a minute at
+#: 440 orders/s and the routing latency ran away (p50 30 ms -> 7 s); with it, p50 stayed
+#: under 160 ms (benchmarks/detection_eval.py --timeline, docs/alerts.md).
+EMBEDDED_KAFKA_ENV = {"FULFIL_PRODUCER_LINGER_MS": "20", "FULFIL_FETCH_WAIT_MAX_MS": "50",
+                      "FULFIL_FETCH_MIN_BYTES": "262144"}
 EMBEDDED_PRODUCER = {"linger.ms": 20}
 
 

@@ -36,11 +36,22 @@ def test_should_never_show_secrets_when_printed():
 @pytest.mark.parametrize(
     ("flags", "message"),
     [({"batch_size": 0}, "batch_size"), ({"start_from": "middle"}, "start_from"),
-     ({"batch_size": "many"}, "batch_size"), ({"no_such": 1}, "no_such")],
+     ({"batch_size": "many"}, "batch_size"), ({"no_such": 1}, "no_such"),
+     ({"fetch_min_bytes": 0}, "fetch_min_bytes")],
 )
 def test_should_reject_bad_settings_naming_them(flags, message):
     with pytest.raises(ConfigError, match=message):
         load_config(env={}, **flags)
+
+
+def test_fetch_min_bytes_reaches_every_source_consumer_from_the_environment():
+    from dataflows.connectors import KafkaSource
+
+    cfg = load_config(env={"FULFIL_FETCH_MIN_BYTES": "262144"})
+    source = KafkaSource(cfg.kafka_common(), ["t"], fetch_min_bytes=cfg.fetch_min_bytes)
+    assert cfg.fetch_min_bytes == 262144
+    assert source._consumer_config["fetch.min.bytes"] == "262144"
+    assert load_config(env={}).fetch_min_bytes == 1  # latency first on a real Kafka
 
 
 def test_should_reject_unknown_keys_in_the_config_file(tmp_path):
