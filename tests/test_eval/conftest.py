@@ -114,6 +114,20 @@ def real_batch() -> tuple[Network, list[Any], Callable[[list[str]], Any]]:
     return network, orders, atp_of
 
 
+def prepared(real_batch: tuple) -> tuple[Network, Any, Any, Any, Any]:
+    """`real_batch` planned-for: (network, production planner, prepared batch, its stock,
+    an idle node load)."""
+    import numpy as np
+
+    from fulfil.config import Config
+    from operators.planner import Planner
+
+    net, orders, atp_of = real_batch
+    planner = Planner(net, Config())
+    prep = planner.prepare(orders)
+    return net, planner, prep, atp_of(prep.skus), np.zeros(len(net.nodes), dtype=np.int64)
+
+
 def decide(net: Network, policy: str, stock: list[dict], orders: list[dict]) -> list:
     """Plan one batch of ``orders`` against ``stock`` (inventory events) with ``policy``."""
     from operators.candidates import LaneArrays

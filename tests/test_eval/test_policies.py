@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import numpy as np
 
-from fulfil.config import Config
 from operators.candidates import LaneArrays
 from operators.eval.policies import linear, plan_with_scores
-from operators.planner import Plan, Planner, Unroutable
+from operators.planner import Plan, Unroutable
 from operators.scoring import Weights
 
-from .conftest import NOW, _node, decide, inventory, order, tiny_network
+from .conftest import NOW, _node, decide, inventory, order, prepared, tiny_network
 
 
 def _where(net, plan: Plan) -> list[tuple[str, str]]:
@@ -59,11 +58,7 @@ def test_no_stock_anywhere_is_unroutable_for_every_policy(net) -> None:
 
 def test_plan_with_scores_reproduces_the_planner_exactly(real_batch) -> None:
     # Given a real batch on the Olist network with scarce stock (splits, exhausted orders)
-    net, orders, atp_of = real_batch
-    planner = Planner(net, Config())
-    prep = planner.prepare(orders)
-    atp = atp_of(prep.skus)
-    load = np.zeros(len(net.nodes), dtype=np.int64)
+    net, planner, prep, atp, load = prepared(real_batch)
     delay = np.zeros((len(net.regions), len(net.regions), len(net.services)))
     delay[:, net.region_index["RJ"], :] = 18.0
     lanes = LaneArrays(delay, np.zeros(delay.shape, dtype=np.bool_))

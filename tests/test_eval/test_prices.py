@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import numpy as np
 import pytest
 
 from fulfil.config import Config
@@ -13,9 +12,9 @@ from operators.eval.policies import PRICED_POLICY, make_policy
 from operators.eval.prices import stock_prices
 from operators.eval.run import evaluate
 from operators.orders import order_from_created
-from operators.planner import Plan, Planner, Unroutable
+from operators.planner import Plan, Unroutable
 
-from .conftest import NOW, _node, inventory, order, tiny_network
+from .conftest import NOW, _node, inventory, order, prepared, tiny_network
 
 
 def _two_orders_one_near_unit(near_units: int) -> tuple:
@@ -66,11 +65,7 @@ def test_a_priced_unit_sends_the_order_to_the_unpriced_node() -> None:
 
 
 def test_without_prices_the_priced_bound_decides_what_the_planner_decides(real_batch) -> None:
-    net, orders, atp_of = real_batch
-    planner = Planner(net, Config())
-    prep = planner.prepare(orders)
-    atp = atp_of(prep.skus)
-    load = np.zeros(len(net.nodes), dtype=np.int64)
+    net, planner, prep, atp, load = prepared(real_batch)
     lanes = LaneArrays.healthy(len(net.regions), len(net.services))
     ours = make_policy(PRICED_POLICY, net, Config()).plan(prep, atp, load, lanes, NOW)
     theirs = planner.plan(prep, atp, load, lanes, NOW)
