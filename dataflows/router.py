@@ -346,7 +346,9 @@ class Router(PlanMoves, CustomerRequests):
 
 
     def _plan_and_reserve(self, pending: list[Pending], now: int, day: str) -> list[Out]:
-        pending, out = self._apply_rules(self._still_open(pending), now)
+        # still open -> safe enough where it is (re-routes only) -> the business rules
+        pending = self._judge_kept(self._still_open(pending), now)
+        pending, out = self._apply_rules(pending, now)
         if not pending:
             return out
         for p in pending:

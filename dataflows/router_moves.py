@@ -131,9 +131,7 @@ class PlanMoves:
     def _apply_rules(self, pending: list[Pending], now: int) -> tuple[list[Pending], list[Out]]:
         """Evaluate the business rules in force; hold what they hold (decision + approval
         request, nothing reserved) and return the rest, most urgent first so they claim scarce
-        stock first. Proactive re-routes whose plan is safe enough where it is leave first
-        (`_judge_kept`): the first step of the wave that knows its time."""
-        pending = self._judge_kept(pending, now)
+        stock first."""
         rules = self._rules()
         if not rules.rules:
             return pending, []
