@@ -47,6 +47,8 @@ def main() -> None:
     ap.add_argument("--batch", type=int, default=200)
     ap.add_argument("--profile", action="store_true", help="profile the timed part")
     ap.add_argument("--rules", help="a rules file to route under (default: no rules)")
+    ap.add_argument("--set", metavar="JSON", default="{}",
+                    help='configuration fields, e.g. \'{"abnormal": {"enabled": false}}\'')
     ap.add_argument("--sort", default="tottime", help="pstats sort key (tottime, cumulative)")
     ap.add_argument("--top", type=int, default=25)
     args = ap.parse_args()
@@ -74,7 +76,8 @@ def run(args: argparse.Namespace, templates: list[tuple[bytes, bytes]], url: str
         rules = empty_ruleset()
         if args.rules:
             rules = compile_rules(Path(args.rules).read_text(), network, args.rules)
-        router = Router(Config(redis_url=url), network, client, lambda: rules)
+        router = Router(Config(redis_url=url, **orjson.loads(args.set)), network, client,
+                        lambda: rules)
         now = int(time.time() * 1000)
         raws = [RawMessage("fulfil.orders", 0, i, k, stamp(v, now), now, now)
                 for i, (k, v) in enumerate(templates)]

@@ -25,6 +25,7 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
+import numpy as np
 import redis
 
 from dataflows.connectors import KafkaConnectorError, OutMessage, RawMessage
@@ -71,7 +72,6 @@ _INFRA_ERRORS = (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError
                  redis.exceptions.BusyLoadingError, KafkaConnectorError)
 _ROUTED = metrics.DECISIONS.labels(status="routed")
 _UNROUTABLE = metrics.DECISIONS.labels(status="unroutable")
-_LATENCY = metrics.EVENT_TO_DECISION
 Out = tuple[str, OutMessage]
 
 
@@ -132,6 +132,11 @@ class Router(PlanMoves, CustomerRequests):
         self.flagger = OrderFlagger(config, network, self.ledger)  # abnormal-order flags
         self._rule_hits: dict[str, Any] = {}  # rule id -> its counter (labels() is slow)
         self._sampled_at = 0
+        #: Per-decision metrics gathered over a batch, recorded once at its end (a counter
+        #: increment or a histogram observation per decision took ~6% of the step): latencies
+        #: in ms, then routed and unroutable counts.
+        self._latencies: list[int] = []
+        self._counts = [0, 0]
         self._lane_version = -1
         self._lane_minute = -1
         self._lane_arrays: LaneArrays | None = None
@@ -162,11 +167,23 @@ class Router(PlanMoves, CustomerRequests):
         metrics.EVENTS_IN.labels(topic="orders").inc(len(batch))
         for wave in waves(parsed):
             out.extend(self._route_isolated(wave, now))
+        self._record_metrics()
         if now - self._sampled_at >= STATE_SAMPLE_MS:
             self._sampled_at = now
             metrics.STATE_ENTRIES.labels(state="availability-cache-skus").set(len(self.stock))
             metrics.STATE_ENTRIES.labels(state="lane-board-lanes").set(len(self.lanes.current()))
         return out
+
+    def _record_metrics(self) -> None:
+        if self._latencies:
+            metrics.EVENT_TO_DECISION.observe_many(np.asarray(self._latencies) / 1000.0)
+            self._latencies.clear()
+        routed, unroutable = self._counts
+        if routed:
+            _ROUTED.inc(routed)
+        if unroutable:
+            _UNROUTABLE.inc(unroutable)
+        self._counts = [0, 0]
 
     def _route_isolated(self, wave: list[tuple[RawMessage, dict]], now: int) -> list[Out]:
         """Route a wave; if it fails for a reason that is not the infrastructure's, retry its
@@ -470,12 +487,12 @@ class Router(PlanMoves, CustomerRequests):
         oid = p.order.order_id
         out = [self._decision(oid, payload)]
         if isinstance(plan, Unroutable):
-            _UNROUTABLE.inc()
+            self._counts[1] += 1
             out.append(self._dead(p.raw, "route-orders", "unroutable",
                                   f"order {oid!r} cannot be routed: {plan.reason}", now))
         else:
-            _ROUTED.inc()
-        _LATENCY.observe(max(0, now - p.event["occurred_at"]) / 1000.0)
+            self._counts[0] += 1
+        self._latencies.append(max(0, now - p.event["occurred_at"]))
         return out
 
 

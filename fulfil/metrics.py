@@ -9,9 +9,13 @@ names; `tests/test_deploy` fails if they reference one that is not defined here.
 
 from __future__ import annotations
 
+import threading
+from collections.abc import Iterator, Sequence
 from importlib.metadata import PackageNotFoundError, version
 
-from prometheus_client import Counter, Gauge, Histogram, Info, start_http_server
+import numpy as np
+from prometheus_client import REGISTRY, Counter, Gauge, Histogram, Info, start_http_server
+from prometheus_client.core import HistogramMetricFamily
 
 EVENTS_IN = Counter("fulfil_events_in_total", "Events read, per source topic", ["topic"])
 DECISIONS = Counter("fulfil_decisions_total", "Routing decisions emitted, by status", ["status"])
@@ -25,7 +29,51 @@ INVENTORY_APPLIED = Counter(
 )
 LANE_UPDATES = Counter("fulfil_lane_updates_total", "Lane-health changes published")
 ALERTS = Counter("fulfil_alerts_total", "Watchtower alerts emitted (status: trigger|update|resolve)", ["type", "status"])  # noqa: E501
-EVENT_TO_DECISION = Histogram(
+
+
+class BatchHistogram:
+    """A histogram fed a batch at a time: the same exposition as a prometheus_client Histogram
+    (`_bucket{le}`, `_count`, `_sum`), through the client's custom-collector API.
+
+    Why: the router observes one latency per decision, and `Histogram.observe` takes a lock and
+    walks the buckets in Python per value, ~3-4% of the routing step's time (py-spy). Here a
+    batch costs one numpy `searchsorted` + `bincount` under one lock.
+    """
+
+    def __init__(self, name: str, documentation: str, buckets: Sequence[float]) -> None:
+        self.name, self._doc = name, documentation
+        self._bounds = np.asarray(buckets, dtype=np.float64)
+        self._counts = np.zeros(len(buckets) + 1, dtype=np.int64)  # the last one is +Inf
+        self._sum = 0.0
+        self._lock = threading.Lock()
+        REGISTRY.register(self)
+
+    def observe_many(self, values: Sequence[float] | np.ndarray) -> None:
+        """Count each value in the first bucket whose upper bound is >= it (Prometheus `le`)."""
+        if not len(values):
+            return
+        v = np.asarray(values, dtype=np.float64)
+        counts = np.bincount(np.searchsorted(self._bounds, v, side="left"),
+                             minlength=len(self._counts))
+        total = float(v.sum())
+        with self._lock:
+            self._counts += counts
+            self._sum += total
+
+    def observe(self, value: float) -> None:
+        self.observe_many((value,))
+
+    def collect(self) -> Iterator[HistogramMetricFamily]:
+        with self._lock:
+            cumulative = np.cumsum(self._counts).tolist()
+            total = self._sum
+        les = [*(repr(float(b)) for b in self._bounds), "+Inf"]
+        yield HistogramMetricFamily(self.name, self._doc,
+                                    buckets=list(zip(les, cumulative, strict=True)),
+                                    sum_value=total)
+
+
+EVENT_TO_DECISION = BatchHistogram(
     "fulfil_event_to_decision_seconds",
     "Order event time to decision time",
     buckets=(0.005, 0.01, 0.02, 0.03, 0.05, 0.075, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0),

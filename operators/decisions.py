@@ -26,7 +26,7 @@ RulesInfo = Mapping[str, Any] | None
 
 def _base(order: OrderData, version: int, event: Mapping[str, Any], status: str,
           received_ms: int, decided_ms: int, network_version: str) -> dict[str, Any]:
-    return {
+    d = {
         "decision_id": f"{order.order_id}:v{version}",
         "order_id": order.order_id,
         "version": version,
@@ -41,8 +41,11 @@ def _base(order: OrderData, version: int, event: Mapping[str, Any], status: str,
             "decided_at": decided_ms,
         },
         "network_version": network_version,
-        **({"flags": order.attrs["flags"]} if "flags" in order.attrs else {}),
     }
+    flags = order.attrs.get("flags")
+    if flags is not None:
+        d["flags"] = flags
+    return d
 
 
 HIGH_TIERS = frozenset({"gold", "vip"})
@@ -72,20 +75,21 @@ def routed_decision(order: OrderData, version: int, event: Mapping[str, Any], pl
                     extra: Mapping[str, Any] | None = None) -> bytes:
     """`extra`: optional fields (ship_to, consolidation_group) added verbatim."""
     d = _base(order, version, event, "routed", received_ms, decided_ms, network.version)
+    # Built with literals and item assignment only: this runs once per decision, and a
+    # keyword-argument `update` or a `**` spread costs a dict of its own each time.
     shipments = []
     co2e = 0.0
+    lines, nodes, services = order.lines, network.nodes, network.services
     for s in plan.shipments:
-        svc = network.services[s.service]
-        co2e += (s_co2e := round_kg(s.co2e_kg))
+        svc = services[s.service]
+        s_co2e = round_kg(s.co2e_kg)
+        co2e += s_co2e
         shipments.append({
-            "node_id": network.nodes[s.node].id,
+            "node_id": nodes[s.node].id,
             "carrier": svc.carrier,
             "service": svc.service,
-            "lines": [
-                {"line_id": order.lines[i].line_id, "sku": order.lines[i].sku,
-                 "qty": order.lines[i].qty}
-                for i in s.lines
-            ],
+            "lines": [{"line_id": (ln := lines[i]).line_id, "sku": ln.sku, "qty": ln.qty}
+                      for i in s.lines],
             "estimated_delivery": s.est_ms,
             "distance_km": round(s.distance_km, 1),
             "cost": round(s.cost, 2),
@@ -93,27 +97,26 @@ def routed_decision(order: OrderData, version: int, event: Mapping[str, Any], pl
         })
     runner = None
     if plan.runner_up is not None:
-        svc = network.services[plan.runner_up.service]
+        svc = services[plan.runner_up.service]
         runner = {
-            "nodes": [network.nodes[n].id for n in plan.runner_up.nodes],
+            "nodes": [nodes[n].id for n in plan.runner_up.nodes],
             "carrier": svc.carrier,
             "service": svc.service,
             "score": round(plan.runner_up.score, 4),
         }
-    d.update(
-        shipments=shipments,
-        estimated_delivery=plan.est_ms,
-        on_time=plan.est_ms <= order.promised_by,
-        score=round(plan.score, 4),
-        cost=round(plan.cost, 2),
-        co2e_kg=round_kg(co2e),  # the shipments' (rounded) figures summed
-        runner_up=runner,
-        splits=len(plan.shipments) - 1,
-        reasons=[*extra_reasons, *plan.reasons],
-        risk=round(plan.risk, 3),
-        service_class=service_class(order.tier, plan.risk >= AT_RISK_P
-                                    or plan.est_ms > order.promised_by - AT_RISK_SLACK_MS),
-    )
+    est_ms, promised_by, risk = plan.est_ms, order.promised_by, plan.risk
+    d["shipments"] = shipments
+    d["estimated_delivery"] = est_ms
+    d["on_time"] = est_ms <= promised_by
+    d["score"] = round(plan.score, 4)
+    d["cost"] = round(plan.cost, 2)
+    d["co2e_kg"] = round_kg(co2e)  # the shipments' (rounded) figures summed
+    d["runner_up"] = runner
+    d["splits"] = len(plan.shipments) - 1
+    d["reasons"] = [*extra_reasons, *plan.reasons]
+    d["risk"] = round(risk, 3)
+    d["service_class"] = service_class(order.tier, risk >= AT_RISK_P
+                                       or est_ms > promised_by - AT_RISK_SLACK_MS)
     if extra:
         d.update(extra)
     return orjson.dumps(_with_rules(d, rules, priority))

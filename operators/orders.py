@@ -16,7 +16,9 @@ import orjson
 DEFAULT_LINE_KG = 1.0  # used when a channel sends no weight; documented in docs/contracts.md
 
 
-@dataclass(frozen=True, slots=True)
+# Hot-path value (one or more per order): immutable by convention, not `frozen` — a frozen
+# dataclass's __init__ costs ~4x a plain one's (object.__setattr__ per field); the hash stays.
+@dataclass(slots=True, unsafe_hash=True)
 class Line:
     line_id: str
     sku: str
@@ -24,7 +26,8 @@ class Line:
     kg: float
 
 
-@dataclass(frozen=True, slots=True)
+# not `frozen`: a hot-path value, see operators.orders.Line
+@dataclass(slots=True, unsafe_hash=True)
 class OrderData:
     order_id: str
     promised_by: int
@@ -118,7 +121,8 @@ def with_destination(order: OrderData, destination: Mapping[str, Any]) -> OrderD
     return replace(order, destination=destination)
 
 
-@dataclass(frozen=True, slots=True)
+# not `frozen`: a hot-path value, see operators.orders.Line
+@dataclass(slots=True, unsafe_hash=True)
 class OrderRecord:
     """What the order book holds per order: the last decision and the order itself.
 

@@ -36,11 +36,14 @@ from operators.rules import Outcome
 from operators.scoring import Feature, Weights, score_batch
 
 EXHAUSTED = "exhausted-in-batch"
+#: The feature columns a winner's plan reports: distance, cost, CO2e, miss probability.
+_UNPACK_COLS = [Feature.DISTANCE_KM, Feature.COST, Feature.CO2E_KG, Feature.MISS_PROB]
 MS_PER_DAY = 86_400_000
 MS_PER_HOUR = 3_600_000
 
 
-@dataclass(frozen=True, slots=True)
+# not `frozen`: a hot-path value, see operators.orders.Line
+@dataclass(slots=True, unsafe_hash=True)
 class Shipment:
     node: int
     service: int
@@ -51,14 +54,16 @@ class Shipment:
     co2e_kg: float = 0.0  # estimated, operators.emissions (the kernel's CO2E_KG for one node)
 
 
-@dataclass(frozen=True, slots=True)
+# not `frozen`: a hot-path value, see operators.orders.Line
+@dataclass(slots=True, unsafe_hash=True)
 class RunnerUp:
     nodes: tuple[int, ...]
     service: int
     score: float
 
 
-@dataclass(frozen=True, slots=True)
+# not `frozen`: a hot-path value, see operators.orders.Line
+@dataclass(slots=True, unsafe_hash=True)
 class Plan:
     shipments: tuple[Shipment, ...]
     est_ms: int
@@ -69,13 +74,17 @@ class Plan:
     risk: float = 0.0  # P(missing the promise), the delivery-time model's (operators/risk.py)
 
 
-@dataclass(frozen=True, slots=True)
+# not `frozen`: a hot-path value, see operators.orders.Line
+@dataclass(slots=True, unsafe_hash=True)
 class Unroutable:
     """Why an order has no plan: no-stock | no-coverage | lanes-blocked-or-full |
     unknown-destination | restricted-by-rules | lost-races, or EXHAUSTED (orders earlier in the
     batch took the stock its candidates need; the router re-plans it on fresh stock)."""
 
     reason: str
+
+
+_PLACE_HOLDER = Unroutable("")  # a winner's slot in `Planner.plan` until it is unpacked
 
 
 @dataclass(frozen=True, slots=True)
@@ -174,7 +183,9 @@ class Planner:
                           self.params.enforce_capacity)
         best_l, second_l, chosen_l = best.tolist(), second.tolist(), chosen.tolist()
         self._any_delay = bool(lanes.delay_hours.any())
-        for order, row in zip(prep.orders, prep.index, strict=True):
+        picks: list[tuple[int, int, int]] = []  # (order's position, batch row, runner-up)
+        chosen_m: list[int] = []
+        for row in prep.index:
             if row < 0:
                 out.append(Unroutable("unknown-destination"))
                 continue
@@ -191,9 +202,60 @@ class Planner:
                 continue
             # The runner-up explains the choice: the second best, or the best if the batch's
             # other orders had taken its stock.
-            out.append(self._unpack(order, full, cands, row, c, second_l[row] if c == b else b,
-                                    scores, lanes, now_ms))
+            picks.append((len(out), row, second_l[row] if c == b else b))
+            chosen_m.append(c)
+            out.append(_PLACE_HOLDER)  # replaced by the plan below
+        if picks:
+            plans = self._unpack_many(prep.orders, full, cands, picks, chosen_m, scores, lanes,
+                                      now_ms)
+            for (pos, _, _), plan in zip(picks, plans, strict=True):
+                out[pos] = plan
         return out
+
+    def _unpack_many(self, orders: Sequence[OrderData], batch: BatchInput, cands: Any,
+                     picks: list[tuple[int, int, int]], chosen: list[int], scores: np.ndarray,
+                     lanes: LaneArrays, now_ms: int) -> list[Plan]:
+        """The winners as Plans. Their figures are gathered from the candidate arrays in a few
+        numpy calls for the whole batch: reading them one numpy scalar at a time per order cost
+        more than building the Plan."""
+        ms = np.asarray(chosen, dtype=np.int64)
+        m2s = np.asarray([m2 for _, _, m2 in picks], dtype=np.int64)
+        m2c = np.maximum(m2s, 0)
+        svc_l, est_l = cands.service[ms].tolist(), cands.est_ms[ms].tolist()
+        nn_l, score_l = cands.n_nodes[ms].tolist(), scores[ms].tolist()
+        feats = cands.X[ms][:, _UNPACK_COLS].tolist()  # distance, cost, co2e, miss probability
+        a0_l, a1_l = cands.assign_offsets[ms].tolist(), cands.assign_offsets[ms + 1].tolist()
+        svc2_l, score2_l = cands.service[m2c].tolist(), scores[m2c].tolist()
+        assign, delay = cands.assign, lanes.delay_hours
+        plans: list[Plan] = []
+        for k, (pos, row, m2) in enumerate(picks):
+            s, est_ms = svc_l[k], est_l[k]
+            promised_by = orders[pos].promised_by  # `pos`: the order's place in the batch
+            dist, cost, co2e, miss = feats[k]
+            lines_at = assign[a0_l[k]:a1_l[k]].tolist()
+            if nn_l[k] == 1:  # most orders: the candidate's features are its one shipment
+                shipments = (Shipment(lines_at[0], s, tuple(range(len(lines_at))), est_ms, dist,
+                                      cost, co2e),)
+                total = cost
+            else:
+                shipments = tuple(self._split_shipments(batch, row, lines_at, s,
+                                                        int(batch.dest_region[row]), lanes,
+                                                        now_ms))
+                total = float(sum(sh.cost for sh in shipments))
+            runner = None
+            if m2 >= 0:
+                runner = RunnerUp(tuple(cands.nodes(m2)), svc2_l[k], score2_l[k])
+            reasons = ["single-node" if len(shipments) == 1 else "split",
+                       "on-time" if est_ms <= promised_by else "late-vs-promise"]
+            if self._express[s]:
+                reasons.append("express")
+            if self._any_delay:
+                region = int(batch.dest_region[row])
+                if any(delay[self._node_region[sh.node], region, s] > 0 for sh in shipments):
+                    reasons.append("lane-delay")
+            plans.append(Plan(shipments, est_ms, score_l[k], total, runner, tuple(reasons),
+                              miss))
+        return plans
 
     def shipments(self, batch: BatchInput, cands: Any, row: int, m: int, lanes: LaneArrays,
                   now_ms: int) -> list[Shipment]:
@@ -207,27 +269,6 @@ class Planner:
                              x[Feature.DISTANCE_KM], x[Feature.COST], x[Feature.CO2E_KG])]
         return self._split_shipments(batch, row, assign, s, int(batch.dest_region[row]), lanes,
                                      now_ms)
-
-    def _unpack(self, order: OrderData, batch: BatchInput, cands: Any, row: int, m: int,
-                m2: int, scores: np.ndarray, lanes: LaneArrays, now_ms: int) -> Plan:
-        s = int(cands.service[m])
-        est_ms = int(cands.est_ms[m])
-        region = int(batch.dest_region[row])
-        shipments = self.shipments(batch, cands, row, m, lanes, now_ms)
-        runner = None
-        if m2 >= 0:
-            runner = RunnerUp(tuple(cands.nodes(m2)), int(cands.service[m2]), float(scores[m2]))
-        reasons = ["single-node" if len(shipments) == 1 else "split",
-                   "on-time" if est_ms <= order.promised_by else "late-vs-promise"]
-        if self._express[s]:
-            reasons.append("express")
-        if self._any_delay and any(
-            lanes.delay_hours[self._node_region[sh.node], region, s] > 0 for sh in shipments
-        ):
-            reasons.append("lane-delay")
-        return Plan(tuple(shipments), est_ms, float(scores[m]),
-                    float(sum(sh.cost for sh in shipments)), runner, tuple(reasons),
-                    float(cands.X[m, Feature.MISS_PROB]))
 
     def _split_shipments(self, batch: BatchInput, row: int, assign: list[int], s: int,
                          region: int, lanes: LaneArrays, now_ms: int) -> list[Shipment]:

@@ -86,7 +86,8 @@ class InventoryUpdate:
     value: int
 
 
-@dataclass(frozen=True, slots=True)
+# not `frozen`: a hot-path value, see operators.orders.Line
+@dataclass(slots=True, unsafe_hash=True)
 class ReserveRequest:
     """Reserve these (sku, qty) lines for one order at one node, all or nothing.
 
@@ -102,7 +103,8 @@ class ReserveRequest:
     credit: str | None = None
 
 
-@dataclass(frozen=True, slots=True)
+# not `frozen`: a hot-path value, see operators.orders.Line
+@dataclass(slots=True, unsafe_hash=True)
 class ReserveResult:
     """Outcome of one ReserveRequest.
 

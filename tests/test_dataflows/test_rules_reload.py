@@ -9,7 +9,9 @@ import time
 from pathlib import Path
 from urllib.request import urlopen
 
+import orjson
 import pytest
+from confluent_kafka import Producer
 from prometheus_client.parser import text_string_to_metric_families
 
 from fulfil import cli
@@ -81,9 +83,13 @@ def test_a_published_rule_change_reaches_every_running_process(
         # Orders keep flowing (all 8 partitions, so both processes route) while v2 is published.
         sent = threading.Event()
 
-        def feed() -> None:
+        def feed() -> None:  # one producer: building one per round took seconds on busy cores
+            producer = Producer({"bootstrap.servers": bootstrap, "linger.ms": 5})
             for i in range(100):
-                publish(cfg, "orders", [order(f"o-{i}-{j}", [("sku-a", 1)]) for j in range(8)])
+                for j in range(8):
+                    producer.produce(cfg.topic("orders"), orjson.dumps(
+                        order(f"o-{i}-{j}", [("sku-a", 1)])), f"o-{i}-{j}".encode())
+                producer.flush(30)
                 time.sleep(0.05)
             sent.set()
 
@@ -93,7 +99,7 @@ def test_a_published_rule_change_reaches_every_running_process(
         published_at = time.time()
         publish_rules(bootstrap, topic_prefix, rules_file(tmp_path, "v2", B))
         delivered_at = time.time()  # the CLI returns once the broker acknowledged the record
-        feeder.join(60)
+        feeder.join(120)
         assert sent.is_set()
         out = read_outputs(cfg, lambda o: len(o.decisions) >= 800, timeout=90)
         states = [rules_state(p) for p in ports]
