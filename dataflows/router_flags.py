@@ -61,7 +61,9 @@ class OrderFlagger:
         self._net = NetInfo(network)
         self._marks = OrderMarks(ledger, config.redis_prefix, self.cfg.duplicate_window_ms,
                                  self.cfg.norm_ttl_ms, judge_min=self.cfg.qty_min,
-                                 flush_s=self.cfg.norm_flush_ms / 1000)
+                                 flush_s=self.cfg.norm_flush_ms / 1000,
+                                 outlier=(self.cfg.qty_min_history, self.cfg.qty_factor,
+                                          self.cfg.qty_z))
 
     def commands(self, created: Mapping[str, tuple[dict, OrderData]]
                  ) -> tuple[list[tuple[Any, ...]], Finish | None]:

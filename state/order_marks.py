@@ -58,6 +58,7 @@ from types import MappingProxyType
 from typing import Any, NamedTuple
 
 from operators.watch.abnormal import QtyNorm, SeenOrder
+from operators.watch.settings import AbnormalSettings
 from state.ledger import Ledger
 
 #: Buckets (hash slots) of the marks; each costs one command per wave. Set once: changing it
@@ -67,6 +68,10 @@ BUCKETS = 8
 CHUNK = 400
 #: Skus whose key is kept ready (cleared when full: a cache, not state).
 SKU_CACHE = 100_000
+_DEFAULTS = AbnormalSettings()
+#: The watchtower's default outlier rule (min lines of history, factor, z), the router passes
+#: its own configured one.
+OUTLIER_RULE = (_DEFAULTS.qty_min_history, _DEFAULTS.qty_factor, _DEFAULTS.qty_z)
 #: A norm's line count stops growing here, so its mean keeps adapting (as `QtyNorm.update`).
 NORM_CAP = 10_000
 #: Small lines are summed in the process and sent at most this often: one op per sku touched
@@ -165,12 +170,15 @@ class OrderMarks:
     """
 
     def __init__(self, ledger: Ledger, prefix: str, window_ms: int, norm_ttl_ms: int,
-                 judge_min: int = 1, flush_s: float = 0.0) -> None:
+                 judge_min: int = 1, flush_s: float = 0.0,
+                 outlier: tuple[int, float, float] = OUTLIER_RULE) -> None:
         self._ledger = ledger
         self._prefix = prefix
         self._window = max(1, int(window_ms))
         self._ttl = max(1, int(norm_ttl_ms))
         self._judge_min = judge_min
+        #: (min history, factor, z) of `quantity_problem`: a judged outlier never joins its norm
+        self._outlier = tuple(str(v) for v in outlier)
         self._skus: dict[str, tuple[int, str]] = {}
         self._small: dict[str, list[int]] = {}  # sku -> [n, sum, sum of squares] unsent
         self._sent_at = time.monotonic()
@@ -244,6 +252,7 @@ class OrderMarks:
         """One EVALSHA per bucket (per CHUNK ops), and per call what its reply answers for."""
         sha = self._ledger.sha("order_marks")
         head = (self._window, self._ttl, NORM_CAP, self._judge_min, INLINE_FPS)
+        rule = self._outlier
         commands: Commands = []
         layout: list[tuple[list[int], list[tuple[int, str]]]] = []
         for b, o in buckets.items():
@@ -251,7 +260,7 @@ class OrderMarks:
             nc, nj, ns = len(o.corder), len(o.jorder), len(o.skeys)
             if nc + nj + ns <= CHUNK:  # the usual case: no slicing
                 commands.append(("EVALSHA", sha, 2 * nc + 2 * nj + ns, *o.ckeys, *o.jkeys,
-                                 *o.skeys, *head, off, nc, nj, *o.cargs, *o.jargs, *o.sargs))
+                                 *o.skeys, *head, off, *rule, nc, nj, *o.cargs, *o.jargs, *o.sargs))
                 layout.append((o.corder, o.jorder))
                 continue
             for lo in range(0, nc + nj + ns, CHUNK):
@@ -262,7 +271,7 @@ class OrderMarks:
                 commands.append((
                     "EVALSHA", sha, 2 * (c1 - c0) + 2 * (j1 - j0) + (s1 - s0),
                     *o.ckeys[2 * c0:2 * c1], *o.jkeys[2 * j0:2 * j1], *o.skeys[s0:s1],
-                    *head, off, c1 - c0, j1 - j0,
+                    *head, off, *rule, c1 - c0, j1 - j0,
                     *o.cargs[c0:c1], *o.jargs[j0:j1], *o.sargs[3 * s0:3 * s1]))
                 layout.append((o.corder[c0:c1], o.jorder[j0:j1]))
         return commands, layout

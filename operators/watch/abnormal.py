@@ -249,7 +249,11 @@ class FileHistory:
         if keys.fingerprint is not None:
             self.seen[keys.fingerprint] = SeenOrder(oid, str(event.get("channel", "")), ts)
         for sku, qty in keys.skus:
-            self.skus.setdefault(sku, QtyNorm()).update(qty, ts)
+            norm = self.skus.get(sku)
+            if norm is None:
+                norm = self.skus[sku] = QtyNorm()
+            if quantity_problem(sku, qty, norm, self._cfg) is None:  # an outlier never joins
+                norm.update(qty, ts)  # the norm it is judged against (state/lua/order_marks.lua)
         if keys.customer:
             self.customers.setdefault(keys.customer, QtyNorm()).update(keys.top_qty, ts)
         return flags

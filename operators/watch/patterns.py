@@ -90,7 +90,9 @@ class AbnormalShard:
             why = customer_problem(f.qty, norm, cfg)
         if norm is None:
             norm = self.norms[key] = QtyNorm()
-        norm.update(f.qty, f.ts)
+        if not (why and f.kind == "sku"):  # an outlier never joins its sku's norm (see
+            # state/lua/order_marks.lua: a burst of one huge line would otherwise hide itself)
+            norm.update(f.qty, f.ts)
         heapq.heappush(self._timers, (f.ts + cfg.norm_ttl_ms, "norm", f.kind, f.name))
         return [Flag(QUANTITY, f.order_id, f.ts, why)] if why else []
 

@@ -9,12 +9,18 @@ ARGV[3]  cap of a norm's count (the running mean keeps adapting)
 ARGV[4]  judge_min: the customer's norm is answered only for an order with a line this large
 ARGV[5]  fingerprints kept inside a customer's key; more live at once get keys of their own
 ARGV[6]  position of the fingerprint in a fingerprint key (its common prefix's length + 1)
-ARGV[7]  nc, ARGV[8] nj: the counts of the ops below; then their arguments, by kind, each kind
+ARGV[7..9] the outlier rule of a judged line against its sku's norm (operators.watch.abnormal
+         .quantity_problem, pinned to it by a test): min lines of history, factor over the
+         mean, z over the mean in sds. An outlier is answered like any line but never joins
+         the norm: else a burst of the same huge line would raise the norm it is judged
+         against until the burst's own lines stopped being flagged.
+ARGV[10] nc, ARGV[11] nj: the counts of the ops below; then their arguments, by kind, each kind
          in arrival order (nc "c", then nj "j", then "s" to the end):
   c: "top_qty \31 order_id \31 channel \31 ts" (one argument: packing four costs the client
      more)                            KEYS: customer key, fingerprint key (one op per order)
   j: qty                              KEYS: sku key, judged key (a line to judge: answer the
-                                      norm before it, keep that in the judged key, add it)
+                                      norm before it, keep that in the judged key, add it
+                                      unless it is an outlier of that norm)
   s: n, mean, m2                      KEYS: sku key (the count, mean and M2 of other lines of
                                       the sku, merged into its norm)
 
@@ -46,7 +52,8 @@ Reply: one entry per "c" then per "j" op ("s" ops answer nothing) -
 ]]
 local window, ttl, cap = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
 local judge_min, inline, off = tonumber(ARGV[4]), tonumber(ARGV[5]), tonumber(ARGV[6])
-local nc, nj = tonumber(ARGV[7]), tonumber(ARGV[8])
+local min_hist, factor, z = tonumber(ARGV[7]), tonumber(ARGV[8]), tonumber(ARGV[9])
+local nc, nj = tonumber(ARGV[10]), tonumber(ARGV[11])
 local clock = redis.call('TIME')
 local now = tonumber(clock[1]) * 1000 + math.floor(tonumber(clock[2]) / 1000)
 -- Strings made once per call, not per order (a number is formatted at every use).
@@ -60,7 +67,7 @@ local ENTRY = '^[^\31]*\31[^\31]*\31([^\31]*)\31([^\31]*)\31([^\31]*)\31([^\31]*
 local SKU = '^(.-)\31(.-)\31(.*)$'
 
 local out, no = {}, 0
-local a, k = 9, 1
+local a, k = 12, 1
 for _ = 1, nc do
   local ck, fk = KEYS[k], KEYS[k + 1]
   local tops, oct = string.match(ARGV[a], '^([^\31]*)\31(.*)$')  -- oct: order, channel, ts
@@ -146,7 +153,12 @@ for _ = 1, nj do
     no = no + 1
     out[no] = before
     redis.call('SET', jk, before, 'PX', window)
-    add(key, 1, tonumber(ARGV[a]), 0, sn, smean, sm2)
+    local qty, n0, mean0 = tonumber(ARGV[a]), tonumber(sn) or 0, tonumber(smean) or 0
+    local sd = 0
+    if n0 > 1 then sd = math.sqrt((tonumber(sm2) or 0) / (n0 - 1)) end
+    if not (n0 >= min_hist and qty > factor * mean0 and qty > mean0 + z * sd) then
+      add(key, 1, qty, 0, sn, smean, sm2)
+    end
   end
   a, k = a + 1, k + 2
 end

@@ -125,6 +125,26 @@ def test_quantity_far_above_the_skus_norm_is_flagged_after_history(redis_url: st
     assert "sku-q x100" in flagged["o-big"]["flags"][0]["reason"]
 
 
+def test_a_burst_of_one_outlier_is_flagged_every_time_not_learned_as_the_norm(
+    redis_url: str
+) -> None:
+    # 30 ordinary lines of 1-3, then the same line of 80 units five times, each in its own
+    # batch: judged against a norm the burst itself never joins (before, the 3rd passed)
+    router = make_router(redis_url, qty_min_history=30, qty_min=20, norm_flush_ms=0)
+    usual = [order(f"o-n{i}", [("sku-q", 1 + i % 3)], customer={"id": f"c-n{i}"})
+             for i in range(30)]
+    assert not any("flags" in d for d in decisions(router, *usual).values())
+    for k in range(5):
+        got = decisions(router, order(f"o-big{k}", [("sku-q", 80)], customer={"id": f"c-b{k}"}))
+        assert patterns(got[f"o-big{k}"]) == ["quantity"], k
+    # ordinary lines still teach the norm: a large but ordinary-sized line later is no outlier
+    later = [order(f"o-m{i}", [("sku-q", 20 + i % 5)], customer={"id": f"c-m{i}"})
+             for i in range(40)]
+    decisions(router, *later)
+    calm = decisions(router, order("o-25", [("sku-q", 25)], customer={"id": "c-25"}))
+    assert "flags" not in calm["o-25"]
+
+
 def test_a_line_far_above_the_customers_largest_is_flagged(redis_url: str) -> None:
     router = make_router(redis_url, qty_min=20, customer_min_orders=3)
     usual = [order(f"o-u{i}", [line], customer={"id": "c-u"})  # not twins: no duplicate

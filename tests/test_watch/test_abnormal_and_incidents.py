@@ -13,6 +13,7 @@ from operators.watch.abnormal import (
     ADDRESS,
     DUPLICATE,
     QUANTITY,
+    FileHistory,
     Flag,
     QtyNorm,
     SeenOrder,
@@ -101,6 +102,28 @@ def test_history_shard_flags_then_learns_and_forgets():
     assert not shard.empty
     shard.on_timer(T0 + A.norm_ttl_ms + 10_000, A)
     assert shard.empty and shard.size() == 0
+
+
+def test_a_burst_of_one_outlier_never_becomes_the_norm_in_any_history():
+    """The watchtower's shard and the rules dry run's history, like the routers' (Redis):
+    five lines of 80 after 30 of 1-3 are five outliers; ordinary lines still teach the norm."""
+    shard, history = AbnormalShard(), FileHistory(NET, A)
+    for i in range(A.qty_min_history):
+        assert shard.on_fact(QtyCheck(T0, f"x-{i}", "sku", "sku-1", 1 + i % 3), A) == []
+        assert history.assess(_line_order(f"x-{i}", 1 + i % 3)) == []
+    for k in range(5):
+        assert [f.pattern for f in shard.on_fact(
+            QtyCheck(T0, f"big-{k}", "sku", "sku-1", 80), A)] == [QUANTITY], k
+        assert [f.pattern for f in history.assess(_line_order(f"big-{k}", 80))] == [QUANTITY], k
+    assert shard.norms[("sku", "sku-1")].n == A.qty_min_history
+    assert history.skus["sku-1"].n == A.qty_min_history
+
+
+def _line_order(order_id: str, qty: int) -> dict:
+    return {"type": "order.created", "event_id": f"e-{order_id}", "order_id": order_id,
+            "occurred_at": T0, "channel": "web", "customer": {"id": f"c-{order_id}"},
+            "destination": {"lat": -23.55, "lng": -46.63, "postal_code": "01310"},
+            "lines": [{"line_id": "1", "sku": "sku-1", "qty": qty}]}
 
 
 def test_one_incident_per_pattern_opened_at_min_orders_and_resolved_after_a_quiet_window():

@@ -3,11 +3,16 @@ redis-server: judged against what came before, idempotent per order, bounded, on
 
 from __future__ import annotations
 
+from itertools import count
+
 import pytest
 import redis
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from redis.crc import key_slot
 
-from operators.watch.abnormal import QtyNorm
+from operators.watch.abnormal import QtyNorm, quantity_problem
+from operators.watch.settings import AbnormalSettings
 from state import order_marks
 from state.ledger import Ledger
 from state.order_marks import INLINE_FPS, MarkRequest, OrderMarks
@@ -236,3 +241,29 @@ def test_small_lines_are_summed_and_sent_at_most_every_flush_interval(
     norm = later.skus["sku-f"]  # 11 small lines (2,3,2,3,...,3) merged, then the judged 40
     assert norm.n == 12
     assert abs(norm.mean - (2 * 5 + 3 * 6 + 40) / 12) < 1e-9
+
+
+_rule_case = count()
+
+
+@settings(max_examples=60, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(st.integers(0, 60), st.floats(0.5, 20), st.floats(0, 400), st.integers(20, 500),
+       st.sampled_from([(30, 10.0, 6.0), (10, 3.0, 2.0), (50, 20.0, 8.0)]))
+def test_a_judged_line_joins_its_norm_exactly_when_quantity_problem_finds_none(
+    redis_client: redis.Redis, n: int, mean: float, m2: float, qty: int,
+    rule: tuple[int, float, float]
+) -> None:
+    """The script's outlier rule is `quantity_problem`'s (both sides of every threshold)."""
+    min_hist, factor, z = rule
+    cfg = AbnormalSettings(qty_min=20, qty_min_history=min_hist, qty_factor=factor, qty_z=z)
+    m = OrderMarks(Ledger(redis_client), f"r{next(_rule_case)}", 60_000, 600_000, judge_min=20,
+                   outlier=rule)
+    key = m.key("s", "sku-r", "sku-r")
+    redis_client.set(key, f"{n}\x1f{mean!r}\x1f{m2!r}")
+    (h,) = m.mark([req("o-r", customer=None, fp=None, skus=(("sku-r", qty),))])
+    before = h.skus["sku-r"]
+    assert (before.n, before.mean, before.m2) == (n, mean, m2)
+    outlier = quantity_problem("sku-r", qty, before, cfg) is not None
+    joined = int(redis_client.get(key).split(b"\x1f")[0]) == n + 1
+    assert joined != outlier
