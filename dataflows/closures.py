@@ -45,13 +45,15 @@ from state.ledger import Ledger
 from state.orderbook import OrderBook
 
 
-def open_orders(book: OrderBook, node_ids: list[str]) -> list[tuple[str, OrderRecord]]:
+def open_orders(book: OrderBook, node_ids: list[str], carrier: str | None = None
+                ) -> list[tuple[str, OrderRecord]]:
     """(node, record) of every order still holding a reservation at these nodes: one read of
     the nodes' reservations, one of the orders' records. For the rare scans a disruption
-    triggers (a closure here, a lane in `dataflows/routing.py`), never per order."""
+    triggers (a closure here, a lane in `dataflows/routing.py`), never per order. `carrier`:
+    only records that name it are parsed (`operators.reroute.open_records`)."""
     open_by_node = book.ledger.open_reservations(node_ids)
     wanted = sorted({order_of(r) for rids in open_by_node.values() for r in rids})
-    return open_records(open_by_node, book.get_many(wanted) if wanted else {})
+    return open_records(open_by_node, book.get_many(wanted) if wanted else {}, carrier)
 
 
 class ClosureRerouteRequests:

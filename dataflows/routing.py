@@ -212,7 +212,8 @@ class RerouteRequests:
         book = OrderBook(self._ledgers.get(), self._config.redis_prefix)
         out: list[Out] = []
         for health in bad:
-            records = open_orders(book, nodes_on_origin(health, network))
+            records = open_orders(book, nodes_on_origin(health, network),
+                                  health.key.split("|", 1)[0])
             asks = requests_for_lane(health, records, network, now, clock=clock)
             for event in asks:
                 oid = event["order_id"]

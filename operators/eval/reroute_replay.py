@@ -321,8 +321,9 @@ class ClockedReplayer(Replayer):
         for health in to_replan(changes, now):
             origin = {ids[n] for n in nodes_on_origin(health, self.network)}
             open_by_node, raw = self._open_at(origin)
-            for req in requests_for_lane(health, open_records(open_by_node, raw), self.network,
-                                         now, self.at_pickup, self.clock):
+            records = open_records(open_by_node, raw, health.key.split("|", 1)[0])
+            for req in requests_for_lane(health, records, self.network, now, self.at_pickup,
+                                         self.clock):
                 self._ask(req["order_id"], health.key, raw, requested)
         for c in closing:
             if not announced(c, now) or c.key not in ids:

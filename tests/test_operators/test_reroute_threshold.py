@@ -26,6 +26,7 @@ from operators.reroute import (
     covers,
     judge_kept,
     lane_delay_days,
+    open_records,
     reopened_pickup,
 )
 from schemas.enums import DecisionStatus
@@ -139,3 +140,27 @@ def test_a_wider_lane_gives_a_graded_probability_that_the_threshold_cuts() -> No
     base = _judge(p90_factor=1.5).miss
     assert 0.05 < base < p < q < 0.95 and not math.isnan(p)
     assert KeptPlan(p, False).verdict(p) == KEPT and KeptPlan(p, False).verdict(p - 1e-9) == AT_RISK
+
+
+def test_a_lane_scan_parses_only_records_that_name_its_carrier_and_loses_none() -> None:
+    """`open_records(..., carrier)`: a byte search before parsing, exact for any carrier name
+    (one needing JSON escapes too); the wildcard or no carrier parses every record."""
+    def rec(oid: str, carrier: str, sku: str = "A") -> bytes:
+        data = order_from_created(order(oid, [(sku, 1, 1000)], at=NOW, promise_days=4))
+        decision = orjson.dumps({"shipments": [{"node_id": "N1", "carrier": carrier,
+                                                "service": "std"}]})
+        return OrderRecord(f"e-{oid}", 1, DecisionStatus.ROUTED, decision, data,
+                           {"N1": [[sku, 1]]}, f"{oid}#1").dumps()
+
+    raw = {"a": rec("a", "post"), "b": rec("b", 'air "x"\\'), "c": rec("c", "air"),
+           "d": rec("d", "air", sku="post")}  # "post" only inside a sku: parsed, never lost
+    by_node = {"N1": ["a#1", "b#1", "c#1", "d#1"]}
+
+    def ids(carrier: str | None) -> list[str]:
+        return [r.order.order_id for _, r in open_records(by_node, raw, carrier)]
+
+    assert ids(None) == ids("*") == ["a", "b", "c", "d"]
+    assert ids("post") == ["a", "d"]
+    assert ids('air "x"\\') == ["b"]
+    assert ids("air") == ["c", "d"]  # a quoted name: 'air "x"' does not match "air"
+    assert ids("rail") == []
