@@ -47,7 +47,7 @@ from operators.model_online import (
 )
 from operators.network import Network, load_default
 from operators.orders import OrderRecord
-from operators.reroute import nodes_on_origin, requests_for_lane, to_replan
+from operators.reroute import lane_carrier, nodes_on_origin, requests_for_lane, to_replan
 from operators.risk import load_model
 from operators.rules import empty_ruleset
 from schemas.errors import ValidationError
@@ -212,8 +212,7 @@ class RerouteRequests:
         book = OrderBook(self._ledgers.get(), self._config.redis_prefix)
         out: list[Out] = []
         for health in bad:
-            records = open_orders(book, nodes_on_origin(health, network),
-                                  health.key.split("|", 1)[0])
+            records = open_orders(book, nodes_on_origin(health, network), lane_carrier(health))
             asks = requests_for_lane(health, records, network, now, clock=clock)
             for event in asks:
                 oid = event["order_id"]

@@ -60,9 +60,6 @@ class BatchHistogram:
             self._counts += counts
             self._sum += total
 
-    def observe(self, value: float) -> None:
-        self.observe_many((value,))
-
     def collect(self) -> Iterator[HistogramMetricFamily]:
         with self._lock:
             cumulative = np.cumsum(self._counts).tolist()

@@ -183,8 +183,7 @@ class Planner:
                           self.params.enforce_capacity)
         best_l, second_l, chosen_l = best.tolist(), second.tolist(), chosen.tolist()
         self._any_delay = bool(lanes.delay_hours.any())
-        picks: list[tuple[int, int, int]] = []  # (order's position, batch row, runner-up)
-        chosen_m: list[int] = []
+        picks: list[tuple[int, int, int, int]] = []  # (order's position, row, chosen, runner-up)
         for row in prep.index:
             if row < 0:
                 out.append(Unroutable("unknown-destination"))
@@ -202,25 +201,22 @@ class Planner:
                 continue
             # The runner-up explains the choice: the second best, or the best if the batch's
             # other orders had taken its stock.
-            picks.append((len(out), row, second_l[row] if c == b else b))
-            chosen_m.append(c)
+            picks.append((len(out), row, c, second_l[row] if c == b else b))
             out.append(_PLACE_HOLDER)  # replaced by the plan below
         if picks:
-            plans = self._unpack_many(prep.orders, full, cands, picks, chosen_m, scores, lanes,
-                                      now_ms)
-            for (pos, _, _), plan in zip(picks, plans, strict=True):
+            plans = self._unpack_many(prep.orders, full, cands, picks, scores, lanes, now_ms)
+            for (pos, *_), plan in zip(picks, plans, strict=True):
                 out[pos] = plan
         return out
 
     def _unpack_many(self, orders: Sequence[OrderData], batch: BatchInput, cands: Any,
-                     picks: list[tuple[int, int, int]], chosen: list[int], scores: np.ndarray,
+                     picks: list[tuple[int, int, int, int]], scores: np.ndarray,
                      lanes: LaneArrays, now_ms: int) -> list[Plan]:
         """The winners as Plans. Their figures are gathered from the candidate arrays in a few
         numpy calls for the whole batch: reading them one numpy scalar at a time per order cost
         more than building the Plan."""
-        ms = np.asarray(chosen, dtype=np.int64)
-        m2s = np.asarray([m2 for _, _, m2 in picks], dtype=np.int64)
-        m2c = np.maximum(m2s, 0)
+        ms = np.asarray([m for _, _, m, _ in picks], dtype=np.int64)
+        m2c = np.maximum(np.asarray([m2 for *_, m2 in picks], dtype=np.int64), 0)
         svc_l, est_l = cands.service[ms].tolist(), cands.est_ms[ms].tolist()
         nn_l, score_l = cands.n_nodes[ms].tolist(), scores[ms].tolist()
         feats = cands.X[ms][:, _UNPACK_COLS].tolist()  # distance, cost, co2e, miss probability
@@ -228,20 +224,14 @@ class Planner:
         svc2_l, score2_l = cands.service[m2c].tolist(), scores[m2c].tolist()
         assign, delay = cands.assign, lanes.delay_hours
         plans: list[Plan] = []
-        for k, (pos, row, m2) in enumerate(picks):
+        for k, (pos, row, _, m2) in enumerate(picks):
             s, est_ms = svc_l[k], est_l[k]
             promised_by = orders[pos].promised_by  # `pos`: the order's place in the batch
             dist, cost, co2e, miss = feats[k]
-            lines_at = assign[a0_l[k]:a1_l[k]].tolist()
-            if nn_l[k] == 1:  # most orders: the candidate's features are its one shipment
-                shipments = (Shipment(lines_at[0], s, tuple(range(len(lines_at))), est_ms, dist,
-                                      cost, co2e),)
-                total = cost
-            else:
-                shipments = tuple(self._split_shipments(batch, row, lines_at, s,
-                                                        int(batch.dest_region[row]), lanes,
-                                                        now_ms))
-                total = float(sum(sh.cost for sh in shipments))
+            shipments = tuple(self._shipments_of(batch, row, assign[a0_l[k]:a1_l[k]].tolist(), s,
+                                                 nn_l[k], est_ms, (dist, cost, co2e), lanes,
+                                                 now_ms))
+            total = cost if len(shipments) == 1 else float(sum(sh.cost for sh in shipments))
             runner = None
             if m2 >= 0:
                 runner = RunnerUp(tuple(cands.nodes(m2)), svc2_l[k], score2_l[k])
@@ -260,13 +250,19 @@ class Planner:
     def shipments(self, batch: BatchInput, cands: Any, row: int, m: int, lanes: LaneArrays,
                   now_ms: int) -> list[Shipment]:
         """The shipments of candidate ``m`` of batch order ``row`` (also the evaluator's)."""
-        s = int(cands.service[m])
-        assign = cands.assignment(m).tolist()
-        if int(cands.n_nodes[m]) == 1:
-            # Fast path (most orders): the candidate's features already are its one shipment.
-            x = cands.X[m].tolist()
-            return [Shipment(assign[0], s, tuple(range(len(assign))), int(cands.est_ms[m]),
-                             x[Feature.DISTANCE_KM], x[Feature.COST], x[Feature.CO2E_KG])]
+        x = cands.X[m].tolist()
+        return self._shipments_of(batch, row, cands.assignment(m).tolist(), int(cands.service[m]),
+                                  int(cands.n_nodes[m]), int(cands.est_ms[m]),
+                                  (x[Feature.DISTANCE_KM], x[Feature.COST], x[Feature.CO2E_KG]),
+                                  lanes, now_ms)
+
+    def _shipments_of(self, batch: BatchInput, row: int, assign: list[int], s: int,
+                      n_nodes: int, est_ms: int, figures: tuple[float, float, float],
+                      lanes: LaneArrays, now_ms: int) -> list[Shipment]:
+        """A candidate's shipments from its line assignment, service, node count, estimate and
+        (distance, cost, CO2e) features."""
+        if n_nodes == 1:  # most orders: the candidate's features already are its one shipment
+            return [Shipment(assign[0], s, tuple(range(len(assign))), est_ms, *figures)]
         return self._split_shipments(batch, row, assign, s, int(batch.dest_region[row]), lanes,
                                      now_ms)
 

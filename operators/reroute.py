@@ -126,6 +126,11 @@ def order_of(reservation_id: str) -> str:
     return head if sep and tail.isdigit() else reservation_id
 
 
+def lane_carrier(health: LaneHealth) -> str:
+    """The carrier of a lane record (`carrier|service|origin|dest`; may be the wildcard)."""
+    return health.key.split("|", 1)[0]
+
+
 def open_records(open_by_node: Mapping[str, list[str]], raw: Mapping[str, bytes],
                  carrier: str | None = None) -> list[tuple[str, OrderRecord]]:
     """(node, record) for every open reservation whose order the book still knows and whose

@@ -87,6 +87,7 @@ from operators.reroute import (
     KEPT,
     credit_holds,
     judge_kept,
+    lane_carrier,
     move_verdict,
     nodes_on_origin,
     open_records,
@@ -321,7 +322,7 @@ class ClockedReplayer(Replayer):
         for health in to_replan(changes, now):
             origin = {ids[n] for n in nodes_on_origin(health, self.network)}
             open_by_node, raw = self._open_at(origin)
-            records = open_records(open_by_node, raw, health.key.split("|", 1)[0])
+            records = open_records(open_by_node, raw, lane_carrier(health))
             for req in requests_for_lane(health, records, self.network, now, self.at_pickup,
                                          self.clock):
                 self._ask(req["order_id"], health.key, raw, requested)
