@@ -29,6 +29,7 @@ import orjson  # noqa: E402
 
 from dataflows.connectors import RawMessage  # noqa: E402
 from dataflows.router import Router  # noqa: E402
+from fulfil import heap  # noqa: E402
 from fulfil.config import Config  # noqa: E402
 from fulfil.infra import start_redis  # noqa: E402
 from fulfil.sim.events import stamp  # noqa: E402
@@ -76,15 +77,18 @@ def run(args: argparse.Namespace, templates: list[tuple[bytes, bytes]], url: str
         rules = empty_ruleset()
         if args.rules:
             rules = compile_rules(Path(args.rules).read_text(), network, args.rules)
-        router = Router(Config(redis_url=url, **orjson.loads(args.set)), network, client,
-                        lambda: rules)
+        config = Config(redis_url=url, **orjson.loads(args.set))
+        router = Router(config, network, client, lambda: rules)
+        # the garbage-collector settings the routing flow applies (fulfil/heap.py)
+        heap.configure(config.gc_gen0_threshold)
+        route = heap.after_warmup(router.route, config.gc_freeze_after_batches)
         now = int(time.time() * 1000)
         raws = [RawMessage("fulfil.orders", 0, i, k, stamp(v, now), now, now)
                 for i, (k, v) in enumerate(templates)]
         batches = [raws[i:i + args.batch] for i in range(0, len(raws), args.batch)]
-        warm = max(1, len(batches) // 10)
-        for b in batches[:warm]:  # numba compile, caches, connections
-            router.route(b)
+        warm = max(1, len(batches) // 10, config.gc_freeze_after_batches)
+        for b in batches[:warm]:  # numba compile, caches, connections, the heap frozen
+            route(b)
         timed = batches[warm:]
         n = sum(len(b) for b in timed)
         client.config_resetstat()
@@ -98,7 +102,7 @@ def run(args: argparse.Namespace, templates: list[tuple[bytes, bytes]], url: str
         took: list[float] = []
         for b in timed:
             t = time.perf_counter()
-            outputs += len(router.route(b))
+            outputs += len(route(b))
             took.append(time.perf_counter() - t)
         if prof:
             prof.disable()

@@ -34,7 +34,7 @@ from dataflows.closures import closure_steps, open_orders
 from dataflows.config_feed import RulesFeed
 from dataflows.connectors import KafkaSink, KafkaSource, OutMessage, RawMessage
 from dataflows.router import Out, Router, dead_out, now_ms
-from fulfil import metrics
+from fulfil import heap, metrics
 from fulfil.config import Config, load_config
 from operators.closures import NodeClock, node_clock
 from operators.lanes import LaneHealth, lane_key, update_lane
@@ -284,6 +284,7 @@ def build_flow(config: Config | None = None, stop: threading.Event | None = None
     `stop`, when set, ends the sources so the flow drains and returns (embedding and tests).
     """
     cfg = config or load_config()
+    heap.configure(cfg.gc_gen0_threshold)  # fewer, cheaper collections (fulfil/heap.py)
     kafka = cfg.kafka_common()
 
     def source(topic: str) -> KafkaSource:
@@ -296,7 +297,8 @@ def build_flow(config: Config | None = None, stop: threading.Event | None = None
     flow = Dataflow("fulfil-routing")
     orders = op.input("orders-in", flow, source("orders"))
     rules = RulesFeed(cfg, _network(cfg), stop)  # business rules, hot-reloaded (config topic)
-    routed = op.flat_map_batch("route-orders", orders, RouteOrders(cfg, rules))
+    route = heap.after_warmup(RouteOrders(cfg, rules), cfg.gc_freeze_after_batches)
+    routed = op.flat_map_batch("route-orders", orders, route)
 
     inventory = op.input("inventory-in", flow, source("inventory"))
     inventory_dead = op.flat_map_batch("apply-inventory", inventory, ApplyInventory(cfg))

@@ -49,7 +49,7 @@ from bytewax.operators.windowing import SlidingWindower, TumblingWindower, fold_
 from dataflows.connectors import KafkaSink, KafkaSource, OutMessage, list_partitions
 from dataflows.watch_parse import KINDS, ParseInputs
 from dataflows.watch_steps import StateSizes, StreamWindowClock, WindowResult, builder
-from fulfil import metrics
+from fulfil import heap, metrics
 from fulfil import watch_metrics as wm
 from fulfil.config import Config, load_config
 from operators.network import Network, load_default
@@ -125,6 +125,7 @@ def build_flow(config: Config | None = None, stop: threading.Event | None = None
     `sizes` receives the live keys and entries of every step (default: the process's `STATE`).
     """
     cfg = config or load_config()
+    heap.configure(cfg.gc_gen0_threshold)  # fewer, cheaper collections (fulfil/heap.py)
     ws = settings or load_settings(os.environ.get("FULFIL_WATCH_THRESHOLDS"))
     net = NetInfo(network or (Network.load(cfg.network_path) if cfg.network_path
                               else load_default()))
@@ -147,7 +148,8 @@ def build_flow(config: Config | None = None, stop: threading.Event | None = None
 
     flow = Dataflow("fulfil-watchtower")
     raw = op.input("watch-in", flow, source)  # RawMessage of any watched topic
-    facts = op.flat_map_batch("parse", raw, parse)  # (route, key, fact)
+    parse_batch = heap.after_warmup(parse, cfg.gc_freeze_after_batches)
+    facts = op.flat_map_batch("parse", raw, parse_batch)  # (route, key, fact)
 
     # per-order state: joins orders, decisions and tracking; lane records broadcast to shards
     hub_out = stateful("order-hub", _route("route-hub", facts, "hub"),

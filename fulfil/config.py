@@ -88,6 +88,10 @@ class Config:
     # Process i serves on metrics_port + i (several processes on one host). Set false when each
     # process has its own network namespace (containers, pods): one port for every process.
     metrics_port_per_process: bool = True
+    # Garbage collector (fulfil/heap.py): generation-0 threshold (0 = Python's 700) and the
+    # batches of the main step after which the start-up heap is frozen (0 = never).
+    gc_gen0_threshold: int = 10_000
+    gc_freeze_after_batches: int = 20
     # Logs (fulfil/logs.py): `text` for a terminal, `json` (one object per line) for shippers.
     log_format: str = "text"
     log_level: str = "INFO"
@@ -153,6 +157,8 @@ _ENV_FIELDS = {
     "consolidation_window_s": "FULFIL_CONSOLIDATION_WINDOW_S",
     "reroute_miss_threshold": "FULFIL_REROUTE_MISS_THRESHOLD",
     "delivery_model_path": "FULFIL_DELIVERY_MODEL",
+    "gc_gen0_threshold": "FULFIL_GC_GEN0_THRESHOLD",
+    "gc_freeze_after_batches": "FULFIL_GC_FREEZE_AFTER_BATCHES",
 }
 #: Environment variables `FULFIL_KAFKA__<PROP>` set librdkafka properties: dots become `__`
 #: is awkward, so the rule is: lower-case, single `_` -> `.`  (FULFIL_KAFKA__SASL_USERNAME ->

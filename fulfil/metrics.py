@@ -173,6 +173,9 @@ RULES_RELOADS = Counter("fulfil_rules_reloads_total",
                         "(applied, rejected: did not compile, invalid: not a config record)",
                         ["outcome"])
 RULES_VERSION = Info("fulfil_rules", "The business rules version in force in this process")
+HEAP_FROZEN = Gauge("fulfil_heap_frozen_objects",
+                    "Objects the process moved out of the garbage collector's reach after "
+                    "warm-up (fulfil/heap.py); 0 until then, or when the freeze is off")
 RULES_APPLIED_AT = Gauge("fulfil_rules_applied_timestamp_seconds",
                          "When this process last switched to new business rules")
 RULE_HITS = Counter("fulfil_rule_hits_total", "Orders a business rule matched, per rule id "

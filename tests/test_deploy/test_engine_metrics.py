@@ -39,8 +39,10 @@ def _samples(text: str) -> dict[str, list[tuple[dict[str, str], float]]]:
 
 @pytest.mark.slow
 def test_a_running_engine_exposes_valid_metrics_for_the_dashboard_and_rules(
-    broker: Server, redis_server: Server, redis_url: str, topic_prefix: str, tmp_path: Path
+    broker: Server, redis_server: Server, redis_url: str, topic_prefix: str, tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
+    monkeypatch.setenv("FULFIL_GC_FREEZE_AFTER_BATCHES", "1")  # this little traffic is warm-up
     cfg = make_config(f"127.0.0.1:{broker.port}", redis_url, topic_prefix, redis_prefix="fulfil")
     create_topics(cfg)
     nodes = [n.id for n in NET.nodes if n.region == "SP"][:3]
@@ -92,5 +94,8 @@ def test_a_running_engine_exposes_valid_metrics_for_the_dashboard_and_rules(
     assert samples["fulfil_sink_flush_seconds_count"][0][1] >= 1
     [(info, one)] = samples["fulfil_build_info"]
     assert one == 1 and info["network_version"] == NET.version
+    # the start-up heap left the garbage collector's walks after the first routed batch
+    [(_, frozen)] = samples["fulfil_heap_frozen_objects"]
+    assert frozen > 10_000
     dead = {labels["code"]: v for labels, v in samples["fulfil_dead_letters_total"]}
     assert dead.get("decode") == 1
