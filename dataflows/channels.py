@@ -35,7 +35,7 @@ from bytewax.dataflow import Dataflow
 
 from dataflows.connectors import KafkaSink, KafkaSource, OutMessage, RawMessage
 from fulfil import channel_metrics as cm
-from fulfil import metrics
+from fulfil import heap, metrics
 from fulfil.channels_config import ChannelsConfig, load_channels
 from fulfil.config import Config, load_config
 from operators.channels.mapper import ChannelMapping
@@ -112,6 +112,7 @@ def build_flow(config: Config | None = None, stop: threading.Event | None = None
     shipped channels.yaml). Every mapping is compiled here, so a broken one fails the start
     with its line numbers instead of dead-lettering every payload."""
     cfg = config or load_config()
+    heap.configure(cfg.gc_gen0_threshold)  # fewer, cheaper collections (fulfil/heap.py)
     chans = _channels_file(channels)
     kafka = cfg.kafka_common()
     orders, dlq = cfg.topic("orders"), cfg.topic("dead-letters")

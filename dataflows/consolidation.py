@@ -26,6 +26,7 @@ from bytewax.dataflow import Dataflow
 
 from dataflows.connectors import KafkaSink, KafkaSource, OutMessage, RawMessage
 from dataflows.router import Out, now_ms
+from fulfil import heap
 from fulfil.config import Config, load_config
 from operators import consolidation
 
@@ -60,6 +61,7 @@ def join_request(orders_topic: str) -> Callable[[tuple[str, dict | None]], Out |
 def build_flow(config: Config | None = None, stop: threading.Event | None = None) -> Dataflow:
     """The consolidation dataflow for `config`; `stop` ends the source (tests, embedding)."""
     cfg = config or load_config()
+    heap.configure(cfg.gc_gen0_threshold)  # fewer, cheaper collections (fulfil/heap.py)
     window_ms = int(cfg.consolidation_window_s * 1000)
     source = KafkaSource(cfg.kafka_common(), [cfg.topic("decisions")], slots=cfg.source_slots,
                          start_from=cfg.start_from, batch_size=cfg.batch_size,

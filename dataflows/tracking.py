@@ -41,6 +41,7 @@ from bytewax.dataflow import Dataflow
 from bytewax.outputs import DynamicSink, StatelessSinkPartition
 
 from dataflows.connectors import KafkaConnectorError, KafkaSource, RawMessage, list_partitions
+from fulfil import heap
 from fulfil import tracking_metrics as tm
 from fulfil.config import Config, load_config
 from operators.lifecycle import (
@@ -165,6 +166,7 @@ def build_flow(config: Config | None = None, stop: threading.Event | None = None
     `stop`, when set, ends the source so the flow drains and returns (embedding and tests).
     """
     cfg = config or load_config()
+    heap.configure(cfg.gc_gen0_threshold)  # fewer, cheaper collections (fulfil/heap.py)
     source = KafkaSource(cfg.kafka_common(), tracked_topics(cfg), slots=cfg.source_slots,
                          start_from=cfg.start_from, batch_size=cfg.batch_size,
                          fetch_wait_max_ms=cfg.fetch_wait_max_ms,
@@ -172,7 +174,8 @@ def build_flow(config: Config | None = None, stop: threading.Event | None = None
                          stop=stop)
     flow = Dataflow("fulfil-tracking")
     raw = op.input("tracking-in", flow, source)  # RawMessage of any tracked topic
-    items = op.flat_map_batch("to-entries", raw, ToEntries(cfg))  # Entry | DecisionSummary
+    to_entries = heap.after_warmup(ToEntries(cfg), cfg.gc_freeze_after_batches)
+    items = op.flat_map_batch("to-entries", raw, to_entries)  # Entry | DecisionSummary
     op.output("lifecycle-out", items, LifecycleSink(cfg))
     return flow
 
