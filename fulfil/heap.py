@@ -56,32 +56,25 @@ def configure(gen0_threshold: int) -> None:
         gc.set_threshold(gen0_threshold, max(gen1, 20), gen2)
 
 
-class WarmupFreeze:
-    """Counts a step's batches and freezes the process heap once, after the `after`-th.
-
-    One instance per step and process (steps are shared by a process's worker threads); the
-    freeze itself is once per process, whichever step gets there first.
-    """
-
-    def __init__(self, after: int) -> None:
-        self._after = after
-        self._batches = 0
-
-    def tick(self) -> None:
-        if self._after <= 0 or _frozen:
-            return
-        self._batches += 1
-        if self._batches >= self._after:
-            freeze_heap()
-
-
 def after_warmup(step: Callable[[T], R], batches: int) -> Callable[[T], R]:
-    """`step` (a flow's batch mapper), freezing the heap once it has run `batches` times."""
-    warm = WarmupFreeze(batches)
+    """`step` (a flow's batch mapper), freezing the heap once it has run `batches` times;
+    `step` itself when `batches` is 0 (nothing added to the step).
+
+    One wrapper per step and process (bytewax shares a step's mapper between the worker
+    threads of a process); the freeze itself is once per process, whichever step gets there
+    first.
+    """
+    if batches <= 0:
+        return step
+    ran = 0
 
     def run(batch: T) -> R:
+        nonlocal ran
         out = step(batch)
-        warm.tick()
+        if not _frozen:
+            ran += 1
+            if ran >= batches:
+                freeze_heap()
         return out
 
     return run
@@ -100,7 +93,8 @@ def freeze_heap() -> bool:
         t0 = time.perf_counter()
         gc.collect()
         gc.freeze()
-        metrics.HEAP_FROZEN.set(gc.get_freeze_count())
+        frozen = gc.get_freeze_count()
+        metrics.HEAP_FROZEN.set(frozen)
         log.info("heap frozen after warm-up: %d objects in %.0f ms (gc threshold %s)",
-                 gc.get_freeze_count(), (time.perf_counter() - t0) * 1000, gc.get_threshold())
+                 frozen, (time.perf_counter() - t0) * 1000, gc.get_threshold())
         return True

@@ -1,5 +1,5 @@
 """The garbage-collector settings (fulfil/heap.py), in a fresh interpreter each: they are
-process-wide, and the test process must not be frozen by them."""
+process-wide and applied once per process, so no case may see another's."""
 
 from __future__ import annotations
 
