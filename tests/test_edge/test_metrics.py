@@ -73,8 +73,12 @@ def test_the_links_prune_the_link_state_of_closed_orders(world: World):
         with FlowThread(site.centre), FlowThread(site.edge):
             site.start_links("uplink")
             publish(site.edge, "inventory", [stock("N20", "a", 10)])
-            wait_for(lambda: site.ledger("centre").stock("N20", "a")[0] == 10,
-                     what="the site's stock at the centre")
+            # both sides: the uplink forwards the stock whether or not the edge's own flow has
+            # applied it yet, and an order routed at the edge before that is unroutable there
+            central_ledger, local = site.ledger("centre"), site.ledger("edge")
+            wait_for(lambda: central_ledger.stock("N20", "a")[0] == 10
+                     and local.stock("N20", "a")[0] == 10,
+                     what="the site's stock at the edge and at the centre")
             publish(site.edge, "orders", [_sc("keep"), _sc("gone")])
             central = EdgeSync(site.ledger("centre"))
             wait_for(lambda: central.state("N20", "gone") and central.state("N20", "keep"),
@@ -82,7 +86,7 @@ def test_the_links_prune_the_link_state_of_closed_orders(world: World):
             publish(site.edge, "orders", [{"type": "order.cancelled", "event_id": "x-gone",
                                            "order_id": "gone",
                                            "occurred_at": int(time.time() * 1000)}])
-            wait_for(lambda: site.ledger("centre").stock("N20", "a")[1] == 1,
+            wait_for(lambda: central_ledger.stock("N20", "a")[1] == 1,
                      what="the cancel at the centre")
             wait_for(lambda: central.state("N20", "gone") is None, what="the prune")
             assert central.state("N20", "keep") == "1\to"
