@@ -12,7 +12,11 @@ burst that would look like an engine latency spike.
 Producers batch (``linger.ms=5``) because the embedded broker's fetch cost grows with the number
 of record batches (see ../shared/PERFORMANCE-NOTES.md). Only failed deliveries are reported back
 (``delivery.report.only.error``) so the success path costs nothing; failures are counted and raised
-as `PublishError` at the end, never dropped silently.
+as `PublishError` at the end, never dropped silently. A caller that needs to know when each event
+*reached Kafka* passes ``on_ack``: every delivery is then reported, with the message's timestamp
+(the stream's events carry their ``occurred_at`` as the Kafka timestamp) and the wall clock at the
+report. The report is read at the next tick's poll, so it trails the broker's acknowledgement by
+up to a tick (10 ms): a delay measured from it is at most that much short.
 
 Errors::
 
@@ -142,11 +146,15 @@ class _Sender:
     """A producer that counts per topic and tag and records failed deliveries."""
 
     def __init__(self, bootstrap: str, prefix: str, producer_config: Mapping[str, Any],
-                 stats: PublishStats) -> None:  # fmt: skip
+                 stats: PublishStats, on_ack: Callable[[int, int], None] | None = None
+                 ) -> None:  # fmt: skip
         self.stats = stats
         self.names = {t: topic(t).full_name(prefix) for t in TopicName}
+        self._on_ack = on_ack
         settings = producer_settings(bootstrap, producer_config)
         settings["on_delivery"] = self._on_delivery
+        if on_ack is not None:
+            settings["delivery.report.only.error"] = False
         try:
             self.producer = Producer(settings)
         except KafkaException as exc:
@@ -157,16 +165,20 @@ class _Sender:
             self.producer = Producer(settings)
 
     def _on_delivery(self, err: Any, msg: Any) -> None:
-        if err is not None:
-            self.stats.delivery_errors += 1
-            if self.stats.first_error is None:
-                self.stats.first_error = f"{msg.topic()} key={msg.key()!r}: {err}"
+        if err is None:
+            if self._on_ack is not None:
+                self._on_ack(msg.timestamp()[1], _now_ms())
+            return
+        self.stats.delivery_errors += 1
+        if self.stats.first_error is None:
+            self.stats.first_error = f"{msg.topic()} key={msg.key()!r}: {err}"
 
-    def produce(self, name: str, key: str, value: bytes) -> None:
-        """Produce one message, waiting for queue space rather than failing when it is full."""
+    def produce(self, name: str, key: str, value: bytes, timestamp: int = 0) -> None:
+        """Produce one message, waiting for queue space rather than failing when it is full;
+        ``timestamp`` (ms) is the message's Kafka timestamp (0: the client's clock)."""
         while True:
             try:
-                self.producer.produce(name, value, key)
+                self.producer.produce(name, value, key, timestamp=timestamp)
                 return
             except BufferError:
                 self.producer.poll(0.01)
@@ -203,6 +215,7 @@ def publish(
     network: Network | None = None,
     catalogue: Catalogue | None = None,
     before_stream: Callable[[PublishStats], None] | None = None,
+    on_ack: Callable[[int, int], None] | None = None,
 ) -> PublishStats:
     """Send the scenario's initial inventory, then its paced event stream; return the counts.
 
@@ -213,12 +226,13 @@ def publish(
     ``network`` defaults to the shipped one, ``catalogue`` to the scenario's seeded subset.
     ``on_tick`` runs after every tick with the live stats (keep it cheap). Setting ``stop``
     ends the stream early (``stats.stopped``); what was produced is still flushed.
+    ``on_ack(timestamp_ms, acked_ms)`` runs for every delivered event (see the module's notes).
     """
     network = network or load_default()
     catalogue = catalogue or load_catalogue(scenario.sku_count, scenario.seed,
                                             zipf_s=scenario.zipf_s)  # fmt: skip
     stats = PublishStats()
-    sender = _Sender(bootstrap, prefix, producer_config, stats)
+    sender = _Sender(bootstrap, prefix, producer_config, stats, on_ack)
     inv = TopicName.INVENTORY
     inv_name = sender.names[inv]
     for ev in initial_inventory(network, catalogue, scenario, at_ms=_now_ms()):
@@ -262,7 +276,8 @@ def _paced(workload: Workload, sender: _Sender, t0: float,
         stats.max_lag_ms = max(stats.max_lag_ms, (now - t1) * 1000)
         if t1 > t:
             for ev in workload.events_at(t, t1):
-                produce(names[ev.topic], ev.key, stamp(ev.value, time.time_ns() // 1_000_000))
+                now_ms = time.time_ns() // 1_000_000
+                produce(names[ev.topic], ev.key, stamp(ev.value, now_ms), now_ms)
                 sender.count(ev.topic.value, ev.tag)
             t = t1
         stats.elapsed_s = time.monotonic() - t0

@@ -111,6 +111,35 @@ def test_publish_lands_exactly_what_it_counts_keyed_per_registry_at_the_offered_
             assert landed_tags[tag] == n, tag
 
 
+def test_on_ack_reports_every_delivery_and_stream_events_carry_their_time_as_kafka_timestamp(
+    bootstrap: str, topic_prefix: str
+):
+    # Given a short stream whose caller asks when each event reached Kafka
+    create_topics(bootstrap, topic_prefix)
+    acks: list[tuple[int, int]] = []
+    stats = publish(bootstrap, Scenario.steady(200, 1.0, seed=5), prefix=topic_prefix,
+                    on_ack=lambda ts, acked: acks.append((ts, acked)))  # fmt: skip
+
+    # Then every delivered event was reported once, never before it was stamped
+    assert stats.delivery_errors == 0
+    assert len(acks) == stats.total
+    assert all(acked >= ts for ts, acked in acks)
+    # And each stream order's Kafka timestamp is its occurred_at, the key of its report
+    reported = collections.Counter(ts for ts, _ in acks)
+    name = topic(TopicName.ORDERS).full_name(topic_prefix)
+    msgs = consume_all(bootstrap, name, stats.per_topic["orders"])
+    checked = 0
+    for msg in msgs:
+        try:
+            event = decode_and_validate("order_event", msg.value())
+        except ValidationError:
+            continue
+        assert msg.timestamp()[1] == event["occurred_at"]
+        assert reported[event["occurred_at"]] > 0
+        checked += 1
+    assert checked >= 150
+
+
 def test_a_stop_event_ends_the_stream_early_and_flushes_what_was_sent(
     bootstrap: str, topic_prefix: str
 ):
