@@ -417,7 +417,12 @@ def _timing_and_flags(decision: dict[str, Any]
 
 def timeline(run: Run, bucket_s: float = 5.0) -> None:
     """Event -> decision per `bucket_s` of the stream: where the routing side fell behind, and
-    whether re-routes (versions > 1) came at the same time."""
+    whether re-routes (versions > 1) came at the same time.
+
+    `decided_at` is the clock a wave of orders is decided at, read when the routing step starts
+    on it, so read->decided is the wait before the step, and the step's own time (planning,
+    Redis) is in neither column: `routing_bench.py` measures it end to end.
+    """
     rows: dict[int, tuple[list[int], list[int], int]] = {}
     for (event_ms, received_ms, decided_ms, version), _ in run.timings:
         b = int((decided_ms - run.start_ms) // (bucket_s * 1000))
@@ -428,8 +433,9 @@ def timeline(run: Run, bucket_s: float = 5.0) -> None:
         else:
             rows[b] = (lat, step, later + 1)
     print(f"  routing timeline (by decision time, {bucket_s:.0f} s buckets): t, first "
-          "decisions, event->decision p50/p99/max ms, of it read->decided p50/p99 ms, "
-          "later versions")
+          "decisions, event->decision p50/p99/max ms, of it read->decided p50/p99 ms (the "
+          "source's read to the clock the wave was decided at, taken as the step starts it: "
+          "queueing, not the step's own time), later versions")
     for b in sorted(rows):
         lat, step, later = rows[b]
         if b < 0 or not (lat or later):

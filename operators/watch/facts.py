@@ -38,6 +38,7 @@ class AddressIn(NamedTuple):
     ts: int
     order_id: str
     dest_region: str | None
+    event_id: str = ""  # the decision that re-routes for this change names it
 
 
 class Ship(NamedTuple):
@@ -58,6 +59,7 @@ class DecisionIn(NamedTuple):
     status: str  # routed | unroutable | cancelled | held
     ships: tuple[Ship, ...]
     promised_by: int | None
+    event_id: str = ""  # the order event it answers (order.created, an address change, ...)
 
 
 class TrackIn(NamedTuple):
@@ -192,7 +194,8 @@ def order_in(ev: Mapping[str, Any], net: NetInfo) -> OrderIn:
 
 
 def address_in(ev: Mapping[str, Any], net: NetInfo) -> AddressIn:
-    return AddressIn(int(ev["occurred_at"]), ev["order_id"], net.region_of(ev["destination"]))
+    return AddressIn(int(ev["occurred_at"]), ev["order_id"], net.region_of(ev["destination"]),
+                     str(ev["event_id"]))
 
 
 def decision_in(d: Mapping[str, Any], net: NetInfo) -> DecisionIn:
@@ -205,7 +208,7 @@ def decision_in(d: Mapping[str, Any], net: NetInfo) -> DecisionIn:
     )
     promised = d.get("promised_by")
     return DecisionIn(ts, d["order_id"], int(d["version"]), str(d["status"]), ships,
-                      None if promised is None else int(promised))
+                      None if promised is None else int(promised), str(d.get("event_id") or ""))
 
 
 def track_in(ev: Mapping[str, Any]) -> TrackIn:

@@ -74,6 +74,9 @@ class OrderRec:
     ships: list[ShipRec] = field(default_factory=list)
     indexed: tuple[tuple[str, str | None], ...] = ()  # (carrier, dest) lanes it is indexed under
     pending: list[TrackIn] = field(default_factory=list)  # tracking read before its decision
+    plan_event: str | None = None  # the order event the current plan answers
+    # address changes not yet answered by a plan: event id -> new destination region
+    next_dest: dict[str, str | None] = field(default_factory=dict)
 
 
 class OrderHub:
@@ -119,11 +122,7 @@ class OrderHub:
         elif isinstance(fact, LaneRec):
             self._lane(fact)
         elif isinstance(fact, AddressIn):
-            rec = self.orders.get(fact.order_id)
-            if rec is not None and fact.dest_region:
-                rec.dest = fact.dest_region
-                self._reindex(rec)
-                self._assess(rec)
+            self._address(fact)
         return out + self._partials()
 
     def on_timer(self, watermark: int) -> list[Out]:
@@ -177,6 +176,24 @@ class OrderHub:
             self._assess(rec)
             self._replay_pending(rec, out)
 
+    def _address(self, f: AddressIn) -> None:
+        """A new destination counts from the plan that answers it, not before.
+
+        Until then the order ships, if at all, to the address its current plan was made for:
+        the router re-plans for the change (a new decision naming the change's event), or
+        refuses it (dead letter) and the old plan stands. Judging the old plan's lanes against
+        the new region would open a delivery-risk incident for a shipment that never exists.
+        """
+        rec = self.orders.get(f.order_id)
+        if rec is None or not f.dest_region:
+            return
+        if rec.plan_event != f.event_id:  # its plan is still to come (decisions trail orders)
+            rec.next_dest[f.event_id] = f.dest_region
+            return
+        rec.dest = f.dest_region  # the plan for it was read first
+        self._reindex(rec)
+        self._assess(rec)
+
     def _expiry(self, rec: OrderRec) -> int:
         base = rec.promised_by if rec.promised_by is not None else (rec.received_at or self._now)
         return max(base, self._now) + self.cfg.stuck.order_ttl_ms
@@ -189,6 +206,9 @@ class OrderHub:
         if d.version <= rec.version:
             return  # a replayed decision
         rec.version, rec.decided = d.version, True
+        rec.plan_event = d.event_id
+        if d.event_id in rec.next_dest:  # the plan for an address change: its region from now
+            rec.dest = rec.next_dest.pop(d.event_id)
         if rec.promised_by is None:
             rec.promised_by = d.promised_by
         self._unmark("stuck", UNROUTED, d.order_id)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from operators.network import load_default
 from operators.watch.facts import (
+    AddressIn,
     DecisionIn,
     LaneRec,
     NetInfo,
@@ -100,6 +101,51 @@ def test_outage_after_routing_puts_open_orders_at_risk_one_partial_per_lane_reco
     # the announcement expires (valid_until): the risk is gone
     out = hub.on_timer(T0 + HOUR)
     assert partials(out) == {"delivery-risk/correios|*|*|RJ": 0}
+
+
+def _ba_outage(ts: int) -> LaneRec:
+    return LaneRec(ts, "loggi|*|*|BA", "loggi", "*", "*", "BA", "outage", 0.0, "flood",
+                   ts + HOUR)
+
+
+def test_an_address_change_counts_from_the_plan_that_answers_it():
+    """The old plan ships to the old address: judged against the new region's lanes, it would
+    open a delivery-risk incident for a shipment that never exists (seen in the detection
+    evaluation: an order moved to BA while loggi's BA lanes were out, 3 s before its re-route)."""
+    hub = OrderHub("h0", S, NET)
+    hub.on_fact(_ba_outage(T0), T0)
+    hub.on_fact(created("o-1", dest="RJ"), T0)
+    hub.on_fact(routed("o-1", T0 + 10, carrier="loggi"), T0 + 10)  # loggi to RJ: not affected
+    # when: the customer moves the order to BA; its re-route is still in the routing worker
+    out = hub.on_fact(AddressIn(T0 + 20, "o-1", "BA", "e-addr"), T0 + 20)
+    assert partials(out) == {}
+    # then: the plan for the change is judged against BA (here on the out lane: at risk) ...
+    moved = routed("o-1", T0 + 30, version=2, carrier="loggi")._replace(event_id="e-addr")
+    out = hub.on_fact(moved, T0 + 30)
+    assert partials(out) == {"delivery-risk/loggi|*|*|BA": 1}
+    assert out[-1][2].evidence_at == T0 + 30
+    # ... and a later plan that avoids the lane clears it
+    away = routed("o-1", T0 + 40, version=3, carrier="jadlog")._replace(event_id="e-rr")
+    assert partials(hub.on_fact(away, T0 + 40)) == {"delivery-risk/loggi|*|*|BA": 0}
+
+
+def test_a_refused_address_change_leaves_the_plan_on_its_address():
+    hub = OrderHub("h0", S, NET)
+    hub.on_fact(created("o-1", dest="RJ"), T0)
+    hub.on_fact(routed("o-1", T0 + 10, carrier="loggi"), T0 + 10)
+    hub.on_fact(AddressIn(T0 + 20, "o-1", "BA", "e-addr"), T0 + 20)  # dead-lettered by routing
+    assert partials(hub.on_fact(_ba_outage(T0 + 100), T0 + 100)) == {}
+
+
+def test_an_address_change_read_after_its_plan_applies_at_once():
+    hub = OrderHub("h0", S, NET)
+    hub.on_fact(_ba_outage(T0), T0)
+    hub.on_fact(created("o-1", dest="RJ"), T0)
+    hub.on_fact(routed("o-1", T0 + 10, carrier="loggi"), T0 + 10)
+    moved = routed("o-1", T0 + 30, version=2, carrier="loggi")._replace(event_id="e-addr")
+    assert partials(hub.on_fact(moved, T0 + 30)) == {}  # still judged on RJ: BA not known yet
+    out = hub.on_fact(AddressIn(T0 + 20, "o-1", "BA", "e-addr"), T0 + 40)
+    assert partials(out) == {"delivery-risk/loggi|*|*|BA": 1}
 
 
 def test_a_delay_puts_only_orders_whose_slack_it_exceeds_at_risk():
