@@ -159,7 +159,10 @@ def test_competing_clients_never_oversell_the_last_units(
     stock_up(ledger, "N1", h=last_units, plenty=10_000)
     args = [(redis_url, w, orders_each) for w in range(workers)]
     if mode == "processes":
-        with multiprocessing.get_context("fork").Pool(workers) as pool:
+        # spawn, not fork: forked workers inherit the test process's threads, locks and SIGTERM
+        # handler (fulfil.infra turns SIGTERM into SystemExit); with fork, Pool.terminate hung
+        # once in a full CI run, joining a worker blocked on the task queue's lock
+        with multiprocessing.get_context("spawn").Pool(workers) as pool:
             won = [o for part in pool.starmap(run_competing_orders, args) for o in part]
     else:
         parts: list[list[str]] = [[] for _ in range(workers)]
