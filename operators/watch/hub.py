@@ -75,8 +75,9 @@ class OrderRec:
     indexed: tuple[tuple[str, str | None], ...] = ()  # (carrier, dest) lanes it is indexed under
     pending: list[TrackIn] = field(default_factory=list)  # tracking read before its decision
     plan_event: str | None = None  # the order event the current plan answers
-    # address changes not yet answered by a plan: event id -> new destination region
-    next_dest: dict[str, str | None] = field(default_factory=dict)
+    # address changes not yet answered by a plan: event id -> new destination region (made
+    # only for the rare order that changes address: no dict per order)
+    next_dest: dict[str, str] | None = None
 
 
 class OrderHub:
@@ -188,6 +189,8 @@ class OrderHub:
         if rec is None or not f.dest_region:
             return
         if rec.plan_event != f.event_id:  # its plan is still to come (decisions trail orders)
+            if rec.next_dest is None:
+                rec.next_dest = {}
             rec.next_dest[f.event_id] = f.dest_region
             return
         rec.dest = f.dest_region  # the plan for it was read first
@@ -207,8 +210,8 @@ class OrderHub:
             return  # a replayed decision
         rec.version, rec.decided = d.version, True
         rec.plan_event = d.event_id
-        if d.event_id in rec.next_dest:  # the plan for an address change: its region from now
-            rec.dest = rec.next_dest.pop(d.event_id)
+        if rec.next_dest and d.event_id in rec.next_dest:  # the plan for an address change
+            rec.dest = rec.next_dest.pop(d.event_id)  # its region counts from now
         if rec.promised_by is None:
             rec.promised_by = d.promised_by
         self._unmark("stuck", UNROUTED, d.order_id)

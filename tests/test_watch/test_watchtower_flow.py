@@ -8,6 +8,8 @@ generous timeouts and assert what happened, never how fast.
 
 from __future__ import annotations
 
+import time
+
 import pytest
 from prometheus_client import REGISTRY
 
@@ -104,6 +106,36 @@ def test_lane_outage_pages_once_lists_orders_at_risk_updates_and_resolves(cfg, r
         assert revisions == sorted(revisions) and len(set(revisions)) == len(revisions)
     assert [a["revision"] for a in alerts if a["dedup_key"] == lane_alert["dedup_key"]] == [1, 2]
     assert alerts_total("lane-disruption", "trigger") == triggers_before + 1
+
+
+def test_an_address_change_is_judged_on_the_plan_that_answers_it(cfg, reader):
+    """Two orders to RJ via loggi; loggi's BA lanes go out; both customers move to BA. The old
+    plans never ship to BA: only the re-route that keeps loggi puts its order at risk."""
+    t = now_ms()
+    moved, caught = "addr-moved", "addr-caught"
+    with WatchThread(cfg, fast_settings(stuck=NO_STUCK)) as flow:
+        publish(cfg, "orders", [order(o, t) for o in (moved, caught)])
+        publish(cfg, "decisions", [decision(o, t + 5, node=SP_NODE, carrier="loggi")
+                                   for o in (moved, caught)])
+        wait_for(lambda: hub_orders(flow) >= 2, what="orders and decisions joined")
+        publish(cfg, "carrier-status", [lane("loggi", "outage", now_ms(), dest="BA")])
+        reader.wait(lambda a: openings(a, "lane-disruption/loggi|*|*|BA"))
+        bahia = {"postal_code": "40010", "region": "BA", "country": "BR"}
+        publish(cfg, "orders", [{"type": "order.address_changed", "event_id": f"addr-{o}",
+                                 "order_id": o, "occurred_at": now_ms(), "destination": bahia}
+                                for o in (moved, caught)])
+        time.sleep(2)  # the watchtower reads the changes before their re-routes (as it does live)
+        at = now_ms()
+        v2 = [decision(moved, at, version=2, node=SP_NODE, carrier="jadlog"),
+              decision(caught, at, version=2, node=SP_NODE, carrier="loggi")]
+        for d in v2:
+            d["event_id"], d["event_type"] = f"addr-{d['order_id']}", "order.address_changed"
+        publish(cfg, "decisions", v2)
+        alerts = reader.wait(lambda a: openings(a, "delivery-risk/loggi|*|*|BA"))
+    risk = [a for a in alerts if a["dedup_key"] == "delivery-risk/loggi|*|*|BA"]
+    assert risk[0]["affected_order_ids"] == [caught]  # never the old plans
+    assert all(moved not in a["affected_order_ids"] for a in risk)
+    assert risk[0]["evidence_at"] >= at  # the re-route is the evidence, not the address change
 
 
 def test_stock_out_ahead_triggers_while_demand_continues_and_resolves_on_restock(cfg, reader):
